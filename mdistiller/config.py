@@ -1,0 +1,355 @@
+"""The one config tree: every key, its default and what it means.
+
+Key names are mdistiller's, so every YAML written for mdistiller, MLKD or the SLD authors' code
+merges without edits. Keys that only this project has are marked "(new)".
+
+Use `load_cfg(path, opts)` to get a validated, frozen config; bad keys, types and values raise
+`ConfigError` with a one-line message naming the key.
+"""
+import numbers
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from .errors import ConfigError
+
+CFG = CN()
+
+CFG.DEVICE = "auto"  # (new) "auto" (CUDA if available), "cuda", "cuda:N" or "cpu"
+CFG.SEED = 0  # (new) seeds python, numpy, torch and data order; runs with the same seed repeat
+CFG.DETERMINISTIC = False  # (new) ask torch for deterministic kernels (slower on GPU)
+
+# Experiment
+CFG.EXPERIMENT = CN()
+CFG.EXPERIMENT.PROJECT = "distill"  # output/<PROJECT>/...
+CFG.EXPERIMENT.NAME = ""  # run folder name; empty = use TAG
+CFG.EXPERIMENT.TAG = "default"  # run folder name when NAME is empty
+
+# Dataset
+CFG.DATASET = CN()
+CFG.DATASET.TYPE = "cifar100"  # cifar100 | imagenet | tiny_imagenet | imagefolder | demo
+CFG.DATASET.ROOT = "data"  # (new) folder holding the dataset (see README, "Data")
+CFG.DATASET.NUM_WORKERS = 2  # DataLoader worker processes
+CFG.DATASET.DOWNLOAD = False  # (new) let torchvision download CIFAR-100 when absent (needs network)
+CFG.DATASET.TRAIN_SUBSET = 0  # (new) train on this many samples, stratified over classes; 0 = all
+CFG.DATASET.TEST_SUBSET = 0  # (new) evaluate on this many samples, stratified; 0 = all
+CFG.DATASET.LOADER = "pil"  # (new) "pil" (torchvision DataLoader) or "fast" (on-device augmentation)
+CFG.DATASET.CACHE_DIR = ""  # (new) where decoded image arrays are cached; empty = beside the data
+CFG.DATASET.NUM_CLASSES = 0  # (new) imagefolder: number of classes; 0 = count the class folders
+CFG.DATASET.IMAGE_SIZE = 0  # (new) imagefolder: training resolution; 0 = from the data
+CFG.DATASET.TEST = CN()
+CFG.DATASET.TEST.BATCH_SIZE = 64  # evaluation batch size
+
+# Distiller
+CFG.DISTILLER = CN()
+CFG.DISTILLER.TYPE = "NONE"  # registered distiller name (NONE = vanilla training); see README
+CFG.DISTILLER.TEACHER = "ResNet50"  # teacher architecture name
+CFG.DISTILLER.STUDENT = "resnet32"  # student architecture name
+CFG.DISTILLER.TEACHER_WEIGHTS = ""  # (new) teacher checkpoint path; empty = the model zoo default
+CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
+
+# Solver
+CFG.SOLVER = CN()
+CFG.SOLVER.TRAINER = "base"  # "base" (one view), "ours" (weak + strong views), "crd" (+ indices), "dot"
+CFG.SOLVER.BATCH_SIZE = 64  # training batch size (global, over all GPUs)
+CFG.SOLVER.EPOCHS = 240  # number of epochs
+CFG.SOLVER.LR = 0.05  # base learning rate
+CFG.SOLVER.LR_DECAY_STAGES = [150, 180, 210]  # step schedule: LR *= RATE after each stage epoch
+CFG.SOLVER.LR_DECAY_RATE = 0.1  # step schedule factor
+CFG.SOLVER.LR_SCHEDULER = "step"  # (new) "step" (mdistiller's) or "cosine"
+CFG.SOLVER.WARMUP_EPOCHS = 0  # (new) linear LR warm-up epochs before the schedule
+CFG.SOLVER.WEIGHT_DECAY = 0.0001  # L2 weight decay
+CFG.SOLVER.MOMENTUM = 0.9  # SGD momentum
+CFG.SOLVER.NESTEROV = False  # (new) Nesterov momentum for SGD
+CFG.SOLVER.TYPE = "SGD"  # "SGD", "Adam" or "AdamW"
+CFG.SOLVER.AMP = "none"  # (new) mixed precision: "none", "bf16" or "fp16" (grad scaling)
+CFG.SOLVER.CHANNELS_LAST = False  # (new) channels_last memory format for models and inputs
+CFG.SOLVER.COMPILE = False  # (new) torch.compile the student and the teacher
+CFG.SOLVER.DOT = CN()
+CFG.SOLVER.DOT.DELTA = 0.075  # DOT: momentum gap between distillation and task gradients
+
+# Log
+CFG.LOG = CN()
+CFG.LOG.TENSORBOARD_FREQ = 500  # iterations between tensorboard scalars
+CFG.LOG.SAVE_CHECKPOINT_FREQ = 40  # write epoch_N every this many epochs
+CFG.LOG.PREFIX = "./output"  # root of output folders
+CFG.LOG.WANDB = False  # accepted for mdistiller configs; wandb is not used here (tensorboardX is)
+CFG.LOG.QUIET = False  # (new) no progress bars, one summary line per epoch (for CI logs)
+
+# ---------------------------------------------------------------- distillation methods
+# KD (Hinton et al. 2015); its LOSS node also weighs MLKD and SLD, as in their official code.
+CFG.KD = CN()
+CFG.KD.TEMPERATURE = 4.0  # softmax temperature
+CFG.KD.LOSS = CN()
+CFG.KD.LOSS.CE_WEIGHT = 0.1  # cross-entropy weight
+CFG.KD.LOSS.KD_WEIGHT = 0.9  # distillation weight
+
+# SLD (Swapped Logit Distillation) (new node)
+CFG.SLD = CN()
+CFG.SLD.TEMPERATURES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # prediction augmentation temperatures
+CFG.SLD.GAMMA = 150  # student swap loss is added when epoch > GAMMA (epochs count from 1)
+CFG.SLD.TEACHER_SWAP = True  # L_TS: KD towards the swapped teacher logits
+CFG.SLD.STUDENT_SWAP = True  # L_SS: KD towards the student's own swapped logits
+CFG.SLD.DETACH_PSEUDO_TEACHER = False  # official: gradient flows through swap(z_s) too
+
+# MLKD (Jin et al. 2023) (new node; MLKD itself uses KD.TEMPERATURE and KD.LOSS)
+CFG.MLKD = CN()
+CFG.MLKD.FAITHFUL = True  # official code's behaviour incl. its quirks; False = corrected variant
+
+# AT
+CFG.AT = CN()
+CFG.AT.P = 2.0  # power applied to feature maps before summing over channels
+CFG.AT.LOSS = CN()
+CFG.AT.LOSS.CE_WEIGHT = 1.0
+CFG.AT.LOSS.FEAT_WEIGHT = 1000.0
+
+# RKD
+CFG.RKD = CN()
+CFG.RKD.DISTANCE_WEIGHT = 25.0  # distance-wise term weight
+CFG.RKD.ANGLE_WEIGHT = 50.0  # angle-wise term weight
+CFG.RKD.LOSS = CN()
+CFG.RKD.LOSS.CE_WEIGHT = 1.0
+CFG.RKD.LOSS.FEAT_WEIGHT = 1.0
+CFG.RKD.PDIST = CN()
+CFG.RKD.PDIST.EPSILON = 1e-12  # clamp for pairwise distances
+CFG.RKD.PDIST.SQUARED = False  # squared pairwise distances
+
+# FitNet
+CFG.FITNET = CN()
+CFG.FITNET.HINT_LAYER = 2  # which stage feature is the hint (0..4)
+CFG.FITNET.INPUT_SIZE = (32, 32)  # input resolution used to infer feature shapes
+CFG.FITNET.LOSS = CN()
+CFG.FITNET.LOSS.CE_WEIGHT = 1.0
+CFG.FITNET.LOSS.FEAT_WEIGHT = 100.0
+
+# KDSVD
+CFG.KDSVD = CN()
+CFG.KDSVD.K = 1  # number of singular vectors kept
+CFG.KDSVD.LOSS = CN()
+CFG.KDSVD.LOSS.CE_WEIGHT = 1.0
+CFG.KDSVD.LOSS.FEAT_WEIGHT = 1.0
+
+# OFD
+CFG.OFD = CN()
+CFG.OFD.LOSS = CN()
+CFG.OFD.LOSS.CE_WEIGHT = 1.0
+CFG.OFD.LOSS.FEAT_WEIGHT = 0.001
+CFG.OFD.CONNECTOR = CN()
+CFG.OFD.CONNECTOR.KERNEL_SIZE = 1  # student->teacher connector conv kernel
+
+# NST
+CFG.NST = CN()
+CFG.NST.LOSS = CN()
+CFG.NST.LOSS.CE_WEIGHT = 1.0
+CFG.NST.LOSS.FEAT_WEIGHT = 50.0
+
+# PKT
+CFG.PKT = CN()
+CFG.PKT.LOSS = CN()
+CFG.PKT.LOSS.CE_WEIGHT = 1.0
+CFG.PKT.LOSS.FEAT_WEIGHT = 30000.0
+
+# SP
+CFG.SP = CN()
+CFG.SP.LOSS = CN()
+CFG.SP.LOSS.CE_WEIGHT = 1.0
+CFG.SP.LOSS.FEAT_WEIGHT = 3000.0
+
+# VID
+CFG.VID = CN()
+CFG.VID.LOSS = CN()
+CFG.VID.LOSS.CE_WEIGHT = 1.0
+CFG.VID.LOSS.FEAT_WEIGHT = 1.0
+CFG.VID.EPS = 1e-5  # variance floor
+CFG.VID.INIT_PRED_VAR = 5.0  # initial predicted variance
+CFG.VID.INPUT_SIZE = (32, 32)  # input resolution used to infer feature shapes
+
+# CRD
+CFG.CRD = CN()
+CFG.CRD.MODE = "exact"  # negative sampling: "exact" (other classes only) or "relax"
+CFG.CRD.FEAT = CN()
+CFG.CRD.FEAT.DIM = 128  # embedding dimension
+CFG.CRD.FEAT.STUDENT_DIM = 256  # student pooled feature dimension
+CFG.CRD.FEAT.TEACHER_DIM = 256  # teacher pooled feature dimension
+CFG.CRD.LOSS = CN()
+CFG.CRD.LOSS.CE_WEIGHT = 1.0
+CFG.CRD.LOSS.FEAT_WEIGHT = 0.8
+CFG.CRD.NCE = CN()
+CFG.CRD.NCE.K = 16384  # negatives per sample
+CFG.CRD.NCE.MOMENTUM = 0.5  # memory bank momentum
+CFG.CRD.NCE.TEMPERATURE = 0.07  # NCE temperature
+
+# ReviewKD
+CFG.REVIEWKD = CN()
+CFG.REVIEWKD.CE_WEIGHT = 1.0
+CFG.REVIEWKD.REVIEWKD_WEIGHT = 1.0
+CFG.REVIEWKD.WARMUP_EPOCHS = 20  # linear warm-up of the review loss
+CFG.REVIEWKD.SHAPES = [1, 8, 16, 32]  # student feature spatial sizes (deepest first)
+CFG.REVIEWKD.OUT_SHAPES = [1, 8, 16, 32]  # teacher feature spatial sizes
+CFG.REVIEWKD.IN_CHANNELS = [64, 128, 256, 256]  # student channels
+CFG.REVIEWKD.OUT_CHANNELS = [64, 128, 256, 256]  # teacher channels
+CFG.REVIEWKD.MAX_MID_CHANNEL = 512  # ABF middle channels cap
+CFG.REVIEWKD.STU_PREACT = False  # use pre-activation student features
+
+# DKD (Decoupled Knowledge Distillation)
+CFG.DKD = CN()
+CFG.DKD.CE_WEIGHT = 1.0
+CFG.DKD.ALPHA = 1.0  # TCKD weight
+CFG.DKD.BETA = 8.0  # NCKD weight
+CFG.DKD.T = 4.0  # temperature
+CFG.DKD.WARMUP = 20  # epochs of linear warm-up of the distillation terms
+
+
+def get_cfg_defaults():
+    """A fresh, mutable copy of the default tree."""
+    return CFG.clone()
+
+
+def _describe(value):
+    return f"{type(value).__name__} {value!r}"
+
+
+def _coerce(default, value, key):
+    """Value from YAML/command line, converted to the default's type or rejected."""
+    if isinstance(default, CN):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key} is a section; got {_describe(value)}")
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key} expects {type(default).__name__}, got {_describe(value)}")
+    if isinstance(default, float) and isinstance(value, numbers.Real):
+        return float(value)  # YAML "LR: 1" is an int; a float key accepts it
+    if isinstance(default, int) and isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(default)(value)
+    if isinstance(default, str) and isinstance(value, str):
+        return value
+    raise ConfigError(f"config key {key} expects {type(default).__name__}, got {_describe(value)}")
+
+
+def _merge(cfg, data, prefix=""):
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in cfg:
+            close = ", ".join(sorted(k for k in cfg.keys() if not isinstance(cfg[k], CN))) or "none"
+            raise ConfigError(f"unknown config key {key}; keys allowed here: {close}")
+        value = _coerce(cfg[name], value, key)
+        if isinstance(cfg[name], CN):
+            _merge(cfg[name], value, key + ".")
+        else:
+            cfg[name] = value
+
+
+def merge_file(cfg, path):
+    """Merge a YAML file into `cfg` (mutable)."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML with --cfg") from None
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    _merge(cfg, data)
+
+
+def merge_opts(cfg, opts):
+    """Merge command-line `KEY VALUE` pairs (values parsed as YAML literals) into `cfg`."""
+    opts = list(opts or [])
+    if len(opts) % 2:
+        raise ConfigError(f"command-line overrides come in KEY VALUE pairs; {opts[-1]!r} has no value")
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        try:
+            value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        except yaml.YAMLError:
+            value = raw
+        if value is None:
+            value = raw
+        node, *rest = key.split(".")[::-1]
+        data = {node: value}
+        for part in rest:
+            data = {part: data}
+        _merge(cfg, data)
+
+
+def load_cfg(path=None, opts=None, freeze=True):
+    """Defaults <- YAML file <- `KEY VALUE` overrides, validated (and frozen)."""
+    cfg = get_cfg_defaults()
+    if path:
+        merge_file(cfg, path)
+    merge_opts(cfg, opts)
+    validate_cfg(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+CHOICES = {
+    "DATASET.TYPE": ("cifar100", "imagenet", "tiny_imagenet", "imagefolder", "demo"),
+    "DATASET.LOADER": ("pil", "fast"),
+    "SOLVER.TRAINER": ("base", "ours", "crd", "dot"),
+    "SOLVER.TYPE": ("SGD", "Adam", "AdamW"),
+    "SOLVER.AMP": ("none", "bf16", "fp16"),
+    "SOLVER.LR_SCHEDULER": ("step", "cosine"),
+    "CRD.MODE": ("exact", "relax"),
+}
+
+
+def _get(cfg, dotted):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _require(cond, message):
+    if not cond:
+        raise ConfigError(message)
+
+
+def validate_cfg(cfg):
+    """Check values that the key types alone cannot (choices, ranges). Names of models and
+    distillers are checked where they are built (their registries know the choices)."""
+    for key, choices in CHOICES.items():
+        value = _get(cfg, key)
+        _require(value in choices, f"config key {key} is {value!r}; choose one of {', '.join(choices)}")
+    dev = cfg.DEVICE
+    _require(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
+             f"config key DEVICE is {dev!r}; choose auto, cpu, cuda or cuda:N")
+    s = cfg.SOLVER
+    _require(s.EPOCHS >= 1, f"config key SOLVER.EPOCHS is {s.EPOCHS}; it must be at least 1")
+    _require(s.BATCH_SIZE >= 1, f"config key SOLVER.BATCH_SIZE is {s.BATCH_SIZE}; it must be at least 1")
+    _require(cfg.DATASET.TEST.BATCH_SIZE >= 1,
+             f"config key DATASET.TEST.BATCH_SIZE is {cfg.DATASET.TEST.BATCH_SIZE}; it must be at least 1")
+    _require(s.LR > 0, f"config key SOLVER.LR is {s.LR}; it must be positive")
+    _require(s.WEIGHT_DECAY >= 0, f"config key SOLVER.WEIGHT_DECAY is {s.WEIGHT_DECAY}; it must be >= 0")
+    _require(0 <= s.MOMENTUM < 1, f"config key SOLVER.MOMENTUM is {s.MOMENTUM}; it must be in [0, 1)")
+    _require(0 < s.LR_DECAY_RATE <= 1, f"config key SOLVER.LR_DECAY_RATE is {s.LR_DECAY_RATE}; it must be in (0, 1]")
+    _require(all(isinstance(e, int) and e >= 1 for e in s.LR_DECAY_STAGES),
+             f"config key SOLVER.LR_DECAY_STAGES is {list(s.LR_DECAY_STAGES)}; use positive whole epochs")
+    _require(s.WARMUP_EPOCHS >= 0, f"config key SOLVER.WARMUP_EPOCHS is {s.WARMUP_EPOCHS}; it must be >= 0")
+    d = cfg.DATASET
+    for key in ("NUM_WORKERS", "TRAIN_SUBSET", "TEST_SUBSET", "NUM_CLASSES", "IMAGE_SIZE"):
+        _require(d[key] >= 0, f"config key DATASET.{key} is {d[key]}; it must be >= 0")
+    _require(cfg.LOG.SAVE_CHECKPOINT_FREQ >= 1,
+             f"config key LOG.SAVE_CHECKPOINT_FREQ is {cfg.LOG.SAVE_CHECKPOINT_FREQ}; it must be at least 1")
+    _require(cfg.LOG.TENSORBOARD_FREQ >= 1,
+             f"config key LOG.TENSORBOARD_FREQ is {cfg.LOG.TENSORBOARD_FREQ}; it must be at least 1")
+    _require(all(isinstance(n, str) for n in cfg.DISTILLER.STACK),
+             f"config key DISTILLER.STACK is {list(cfg.DISTILLER.STACK)}; list distiller names, e.g. [REVIEWKD]")
+
+
+def run_name(cfg):
+    """mdistiller's run folder name: EXPERIMENT.NAME, or TAG when NAME is empty."""
+    return cfg.EXPERIMENT.NAME if cfg.EXPERIMENT.NAME else cfg.EXPERIMENT.TAG
+
+
+def dump_cfg(cfg):
+    """The resolved config as YAML text (saved beside the outputs)."""
+    return cfg.dump()

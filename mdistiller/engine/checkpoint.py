@@ -1,0 +1,112 @@
+"""Reading and writing checkpoints safely.
+
+Reading: `torch.load(weights_only=True)` with an allow-list of the few harmless types that real
+mdistiller/RepDistiller files carry (argparse.Namespace for "opt", numpy scalars for
+"accuracy"). Anything else is refused with a one-line `CheckpointError`, never unpickled.
+
+Writing: temp file in the same folder, fsync, then rename, so a crash mid-write never
+destroys the previous file.
+"""
+import argparse
+import os
+import pickle
+import tempfile
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+
+def _safe_globals():
+    allowed = [argparse.Namespace, np.dtype, np.ndarray]
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    allowed.append(core.multiarray.scalar)
+    allowed.append(core.multiarray._reconstruct)
+    # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType, ...)
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return allowed
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint file without executing arbitrary pickled code."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {path} holds objects that are not safe to load ({first[:200]}); "
+            "re-save it with only tensors, numbers, strings and argparse.Namespace") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} could not be read ({msg}); "
+                              "the file is truncated or not a PyTorch checkpoint") from None
+
+
+def extract_state_dict(ckpt, path="checkpoint"):
+    """The model weights inside a loaded checkpoint: `{"model": sd}`, `{"state_dict": sd}` or a
+    bare state dict, with DataParallel/DDP `module.` prefixes removed."""
+    if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
+        sd = ckpt["model"]
+    elif isinstance(ckpt, dict) and "state_dict" in ckpt and isinstance(ckpt["state_dict"], dict):
+        sd = ckpt["state_dict"]
+    elif isinstance(ckpt, dict) and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        sd = ckpt
+    else:
+        keys = ", ".join(list(ckpt)[:8]) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} has no model weights (found: {keys}); expected a state dict, "
+                              "{'model': state_dict} or {'state_dict': state_dict}")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def load_weights(model, path, strict=True):
+    """Load weights from `path` into `model`, with a clear message when they do not fit."""
+    sd = extract_state_dict(load_checkpoint(path), path)
+    missing, unexpected = [], []
+    own = model.state_dict()
+    for k in own:
+        if k not in sd:
+            missing.append(k)
+    for k in sd:
+        if k not in own:
+            unexpected.append(k)
+    bad_shape = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if strict and (missing or unexpected or bad_shape):
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
+        if bad_shape:
+            k = bad_shape[0]
+            detail.append(f"shape mismatch at {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}")
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {'; '.join(detail)}; "
+                              "check the architecture name and number of classes")
+    model.load_state_dict(sd, strict=strict)
+    return model
+
+
+def save_atomic(obj, path):
+    """torch.save to `path` through a temp file + rename (never a half-written `path`)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

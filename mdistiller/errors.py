@@ -1,0 +1,22 @@
+"""Errors a user can fix.
+
+Every problem caused by input (a config key, a path, a checkpoint, a dataset folder, a value
+out of range) is raised as a `UserError` subclass whose message is one line that names the
+thing and says how to fix it. The CLIs print that line (no traceback) and exit with code 2.
+"""
+
+
+class UserError(Exception):
+    """Base class: bad input that the user can correct. `str(err)` is the whole message."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config key, type or value is wrong."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file is missing, unreadable or unsafe."""
+
+
+class DataError(UserError):
+    """A dataset folder is missing or malformed."""

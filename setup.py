@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mdistiller",
+    version="0.1.0",
+    description="Knowledge distillation for image classifiers, built around Swapped Logit Distillation (SLD)",
+    license="MIT",
+    packages=find_packages(include=["mdistiller", "mdistiller.*"]),
+    python_requires=">=3.9",
+    # Wide ranges on purpose: this image ships torch 2.14.1 / torchvision 0.29.1, the GPU
+    # machine has torch 2.11 / torchvision 0.26.
+    install_requires=[
+        "torch>=2.1,<3",
+        "torchvision>=0.16,<1",
+        "yacs>=0.1.8",
+        "tensorboardX>=2.6",
+        "numpy>=1.23",
+        "tqdm>=4.60",
+        "pillow>=9.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "plot": ["matplotlib>=3.5"],
+        "demo": ["scikit-learn>=1.1"],
+    },
+)

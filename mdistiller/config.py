@@ -47,6 +47,7 @@ CFG.DISTILLER.TEACHER = "ResNet50"  # teacher architecture name
 CFG.DISTILLER.STUDENT = "resnet32"  # student architecture name
 CFG.DISTILLER.TEACHER_WEIGHTS = ""  # (new) teacher checkpoint path; empty = the model zoo default
 CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
+CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
 
 # Solver
 CFG.SOLVER = CN()
@@ -298,6 +299,7 @@ CHOICES = {
     "SOLVER.AMP": ("none", "bf16", "fp16"),
     "SOLVER.LR_SCHEDULER": ("step", "cosine"),
     "CRD.MODE": ("exact", "relax"),
+    "DISTILLER.FEATURE_VIEWS": ("weak", "all"),
 }
 
 

@@ -89,8 +89,8 @@ CFG.KD.LOSS.KD_WEIGHT = 0.9  # distillation weight
 CFG.SLD = CN()
 CFG.SLD.TEMPERATURES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # prediction augmentation temperatures
 CFG.SLD.GAMMA = 150  # student swap loss is added when epoch > GAMMA (epochs count from 1)
-CFG.SLD.TEACHER_SWAP = True  # L_TS: KD towards the swapped teacher logits
-CFG.SLD.STUDENT_SWAP = True  # L_SS: KD towards the student's own swapped logits
+CFG.SLD.TEACHER_SWAP = True  # L_TS targets the swapped teacher logits; False = the raw teacher (plain KD)
+CFG.SLD.STUDENT_SWAP = True  # add L_SS (student's own swapped logits) after GAMMA; False = L_TS only
 CFG.SLD.DETACH_PSEUDO_TEACHER = False  # official: gradient flows through swap(z_s) too
 
 # MLKD (Jin et al. 2023) (new node; MLKD itself uses KD.TEMPERATURE and KD.LOSS)

@@ -1,0 +1,70 @@
+"""SLD: Limantoro et al. 2025, "Swapped Logit Distillation via Bi-level Teacher Alignment".
+
+Per view (weak and strong, or a single view), summed over `SLD.TEMPERATURES`:
+  L_TS = KL(softmax(swap(z_t)/T) || softmax(z_s/T)) * T^2                 teacher swap
+  L_SS = KL(softmax(swap(z_s)/T) || softmax(z_s/T)) * T^2, once epoch > GAMMA   student swap
+Total: `KD.LOSS.CE_WEIGHT * sum_views CE + KD.LOSS.KD_WEIGHT * (L_TS + L_SS)`, as the authors'
+code. Their pseudo-teacher swap(z_s) is not detached (gradient flows through both sides of the
+KL); `SLD.DETACH_PSEUDO_TEACHER: True` detaches it.
+
+Ablation switches (the paper's table): `SLD.STUDENT_SWAP: False` = L_TS only; `SLD.GAMMA: 0` =
+both terms without scheduling; defaults = full SLD. `SLD.TEACHER_SWAP: False` distils towards
+the raw teacher logits instead (multi-temperature KD), to isolate the swap itself.
+
+Loss terms: "loss_ce", "loss_ts", "loss_ss" (zero until epoch > GAMMA; absent when
+STUDENT_SWAP is off). The prediction returned for train accuracy is the weak-view student's.
+"""
+import torch
+import torch.nn.functional as F
+
+from .base import Distiller
+from .cfg_checks import check_bool, check_int, check_non_negative, check_temperatures
+from .losses import kd_loss, swap_logits
+from .registry import register
+
+
+@register("SLD")
+class SLD(Distiller):
+    """Swapped logit distillation with prediction augmentation and loss scheduling."""
+
+    views = (1, 2)
+
+    def __init__(self, student, teacher, cfg):
+        super().__init__(student, teacher)
+        self.check_cfg(cfg)
+        self.temperatures = tuple(float(t) for t in cfg.SLD.TEMPERATURES)
+        self.gamma = cfg.SLD.GAMMA
+        self.teacher_swap = cfg.SLD.TEACHER_SWAP
+        self.student_swap = cfg.SLD.STUDENT_SWAP
+        self.detach_pseudo_teacher = cfg.SLD.DETACH_PSEUDO_TEACHER
+        self.ce_loss_weight = cfg.KD.LOSS.CE_WEIGHT
+        self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT
+
+    @classmethod
+    def check_cfg(cls, cfg):
+        check_temperatures(cfg, "SLD.TEMPERATURES")
+        check_int(cfg, "SLD.GAMMA", 0, "the student swap loss starts after this epoch")
+        check_bool(cfg, "SLD.TEACHER_SWAP", "SLD.STUDENT_SWAP", "SLD.DETACH_PSEUDO_TEACHER")
+        check_non_negative(cfg, "KD.LOSS.CE_WEIGHT", "KD.LOSS.KD_WEIGHT")
+
+    def student_term_active(self, epoch):
+        """Loss scheduling: L_SS joins strictly after epoch GAMMA (epochs count from 1)."""
+        return self.student_swap and epoch > self.gamma
+
+    def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
+        student = torch.stack([logits for logits, _ in student_outs])  # (V, B, C)
+        teacher = torch.stack([logits for logits, _ in teacher_outs])
+        targets = [swap_logits(teacher, target) if self.teacher_swap else teacher]
+        if self.student_term_active(epoch):
+            pseudo_teacher = swap_logits(student, target)
+            targets.append(pseudo_teacher.detach() if self.detach_pseudo_teacher else pseudo_teacher)
+        # Every (temperature, target, view) KL in one call: (K, 1, V, B, C) vs (K, n, V, B, C).
+        kl = kd_loss(student.unsqueeze(0), torch.stack(targets), self.temperatures)  # (K, n, V)
+        per_target = self.kd_loss_weight * kl.sum(dim=(0, 2))
+        losses = {
+            "loss_ce": self.ce_loss_weight * sum(F.cross_entropy(logits, target) for logits, _ in student_outs),
+            "loss_ts": per_target[0],
+        }
+        if self.student_swap:
+            losses["loss_ss"] = per_target[1] if len(targets) > 1 else per_target.new_zeros(())
+        return student_outs[0][0], losses

@@ -1,0 +1,41 @@
+"""The SLD swap as a teacher transform, and swapped variants of other logit distillers.
+
+`SwappedTeacher` is a mixin: placed before a distiller class, it swaps the teacher's logits of
+every view (`losses.swap_logits`: target and argmax exchange places where the teacher is wrong)
+before that distiller's losses see them. The registered variants serve ablations, e.g. KD_SWAP
+is the SLD authors' "KD" (swapped KD), DKD_SWAP decouples the swapped teacher instead.
+"""
+from .dkd import DKD
+from .kd import KD
+from .losses import swap_logits
+from .mlkd import MLKD
+from .registry import register
+
+
+def swap_teacher_outputs(teacher_outs, target):
+    """[(logits, feats), ...] per view -> the same with swapped logits (features untouched)."""
+    return [(swap_logits(logits, target), feats) for logits, feats in teacher_outs]
+
+
+class SwappedTeacher:
+    """Mixin: the parent distiller learns from the swapped teacher logits."""
+
+    def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
+        return super().distill(student_outs, swap_teacher_outputs(teacher_outs, target), target,
+                               epoch=epoch, **kwargs)
+
+
+@register("KD_SWAP")
+class KDSwap(SwappedTeacher, KD):
+    """KD towards the swapped teacher (the SLD authors' "KD" file, at one temperature)."""
+
+
+@register("DKD_SWAP")
+class DKDSwap(SwappedTeacher, DKD):
+    """DKD towards the swapped teacher."""
+
+
+@register("MLKD_SWAP")
+class MLKDSwap(SwappedTeacher, MLKD):
+    """MLKD towards the swapped teacher; its confidence masks then come from swapped logits too
+    (the top probability is unchanged by a swap, the per-class sums are not)."""

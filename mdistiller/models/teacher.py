@@ -1,0 +1,77 @@
+"""Building a teacher network with its trained weights.
+
+Where the weights come from, first match wins:
+  1. DISTILLER.TEACHER_WEIGHTS (any checkpoint `load_weights` understands, e.g. a student_best);
+  2. the zoo default: mdistiller's `download_ckpts/...` path (relative to the working directory)
+     for CIFAR-100 and Tiny-ImageNet teachers, torchvision's IMAGENET1K_V1 weights for ImageNet.
+"""
+import os
+
+from ..engine.checkpoint import load_weights
+from ..errors import CheckpointError, ConfigError
+from .registry import model_entry
+
+DEFAULT_NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000}
+MDISTILLER_RELEASES = "https://github.com/megvii-research/mdistiller/releases"
+TEACHERS_PROJECT = "cifar100_teachers"  # EXPERIMENT.PROJECT of configs/cifar100/vanilla/*.yaml
+
+
+def vanilla_config(name):
+    """The config that trains CIFAR-100 teacher `name` from scratch (exists for every teacher
+    with a default checkpoint)."""
+    return f"configs/cifar100/vanilla/{name}.yaml"
+
+
+def vanilla_output(name):
+    """Where training `vanilla_config(name)` writes the weights to pass as DISTILLER.TEACHER_WEIGHTS."""
+    return f"output/{TEACHERS_PROJECT}/{name}_vanilla/student_best"
+
+
+def _train_hint(name, dataset, has_config):
+    if has_config:
+        return (f"`python tools/train.py --cfg {vanilla_config(name)}` and pass its student_best via "
+                f"DISTILLER.TEACHER_WEIGHTS {vanilla_output(name)}")
+    return (f"`python tools/train.py --cfg <config> DATASET.TYPE {dataset} DISTILLER.TYPE NONE "
+            f"DISTILLER.STUDENT {name}` and pass its student_best via DISTILLER.TEACHER_WEIGHTS")
+
+
+def missing_teacher_message(name, dataset, path):
+    where = os.path.abspath(path)
+    if dataset == "cifar100":
+        return (f"teacher checkpoint for {name} not found at {where}: mdistiller publishes cifar_teachers.tar "
+                f"on its GitHub releases page ({MDISTILLER_RELEASES}); extract it into download_ckpts/ "
+                f"(tar xf cifar_teachers.tar -C download_ckpts), or train the teacher here with "
+                + _train_hint(name, dataset, has_config=True))
+    return (f"teacher checkpoint for {name} not found at {where}: put the {dataset} teacher there, "
+            f"or train it with " + _train_hint(name, dataset, has_config=False))
+
+
+def build_teacher(name, num_classes=None, dataset="cifar100", weights_path=""):
+    """Teacher `name` for `dataset` with trained weights, in eval mode (see module docstring)."""
+    constructor, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
+    if num_classes is None:
+        if dataset not in DEFAULT_NUM_CLASSES:
+            raise ConfigError(f"the number of classes of a {dataset} teacher is not known; "
+                              "set DATASET.NUM_CLASSES")
+        num_classes = DEFAULT_NUM_CLASSES[dataset]
+    if weights_path:
+        if not os.path.isfile(weights_path):
+            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
+                                  "point it to a teacher checkpoint (e.g. a run's student_best)")
+        model = load_weights(constructor(num_classes=num_classes), weights_path)
+    elif dataset == "imagenet":
+        model = constructor(num_classes=num_classes, pretrained=True)
+    elif default_path is None:
+        raise ConfigError(f"{name} has no default {dataset} teacher checkpoint; set DISTILLER.TEACHER_WEIGHTS: "
+                          "train one with " + _train_hint(name, dataset, has_config=False))
+    elif not os.path.isfile(default_path):
+        raise CheckpointError(missing_teacher_message(name, dataset, default_path))
+    else:
+        model = load_weights(constructor(num_classes=num_classes), default_path)
+    return model.eval()
+
+
+def load_teacher(cfg, num_classes=None):
+    """Teacher named by cfg.DISTILLER.TEACHER for cfg.DATASET.TYPE, weights from
+    cfg.DISTILLER.TEACHER_WEIGHTS or the zoo default."""
+    return build_teacher(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, cfg.DISTILLER.TEACHER_WEIGHTS)

@@ -67,9 +67,21 @@ def extract_state_dict(ckpt, path="checkpoint"):
     return sd
 
 
-def load_weights(model, path, strict=True):
-    """Load weights from `path` into `model`, with a clear message when they do not fit."""
-    sd = extract_state_dict(load_checkpoint(path), path)
+def extract_student_state_dict(ckpt, path="checkpoint"):
+    """A classifier's weights from any checkpoint a run or the model zoo produces: a student or
+    teacher file (`{"model": sd}`) as is, or the student part of a full distiller checkpoint
+    (`latest`/`best`/`epoch_N`, keys `student.*`)."""
+    sd = extract_state_dict(ckpt, path)
+    prefix = "student."
+    if any(k.startswith(prefix) for k in sd):
+        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return sd
+
+
+def load_weights(model, path, strict=True, extract=extract_state_dict):
+    """Load weights from `path` into `model`, with a clear message when they do not fit.
+    `extract=extract_student_state_dict` also takes the student out of a full run checkpoint."""
+    sd = extract(load_checkpoint(path), path)
     missing, unexpected = [], []
     own = model.state_dict()
     for k in own:

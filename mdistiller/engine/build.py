@@ -1,0 +1,103 @@
+"""From a config to a finished run: `train(cfg, resume, overwrite)` is what tools/train.py runs.
+
+Order matters and is chosen to fail early: the output folder and the distiller's config are
+checked before any data is read; the distiller class decides the data pipeline (views,
+sample indices) before the loaders are built; the loaders give the number of classes the
+models need.
+"""
+from ..distillers import build_distiller, check_distiller_cfg, get_distiller_class, teacher_required
+from ..distillers.base import Distiller
+from ..errors import CheckpointError, ConfigError
+from .device import configure_backends, resolve_device
+from .distributed import destroy_process_group, env_dist_info, init_process_group
+from .progress import say
+from .run_folder import RunFiles, check_start, run_folder
+from .seeding import seed_everything
+from .trainer import StudentRun, Trainer
+
+
+def declared_views(cls):
+    """The view counts a distiller class accepts, or None when it does not say: an mdistiller
+    plug-in that overrides `forward_train` and inherits the base default takes whatever its
+    SOLVER.TRAINER gives it, as in mdistiller."""
+    if not isinstance(cls, type) or not issubclass(cls, Distiller):
+        return tuple(cls.views) if hasattr(cls, "views") else None
+    for klass in cls.__mro__:
+        if klass is Distiller:
+            break
+        if "views" in vars(klass):
+            return tuple(klass.views)
+    overrides = any("forward_train" in vars(k) for k in cls.__mro__[:cls.__mro__.index(Distiller)])
+    return None if overrides else tuple(Distiller.views)
+
+
+def distiller_classes(cfg):
+    """The configured distiller class and the classes of DISTILLER.STACK."""
+    return [get_distiller_class(cfg.DISTILLER.TYPE)] + [get_distiller_class(n, key="DISTILLER.STACK")
+                                                         for n in cfg.DISTILLER.STACK]
+
+
+def input_views(cfg):
+    """Views per training image: 2 when SOLVER.TRAINER is "ours" or the distiller only takes
+    two, else 1. ConfigError when the trainer gives what the distiller cannot take."""
+    from ..data import select_views
+
+    supported = {1, 2}
+    for cls in distiller_classes(cfg):
+        supported &= set(declared_views(cls) or (1, 2))
+    if not supported:
+        raise ConfigError(f"DISTILLER.TYPE {cfg.DISTILLER.TYPE} and DISTILLER.STACK {list(cfg.DISTILLER.STACK)} "
+                          "accept no common number of views; they cannot be combined")
+    return select_views(cfg, tuple(sorted(supported)))
+
+
+def needs_index(cfg):
+    """Whether batches carry sample/contrast indices: SOLVER.TRAINER "crd" or a CRD-like distiller."""
+    return cfg.SOLVER.TRAINER == "crd" or any(getattr(c, "needs_index", False) for c in distiller_classes(cfg))
+
+
+def build_models(cfg, num_classes):
+    """(student, teacher or None) for the configured names and dataset."""
+    from ..models import create_model, load_teacher  # heavy import, only when training
+
+    student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE)
+    teacher = load_teacher(cfg, num_classes) if teacher_required(cfg) else None
+    return student, teacher
+
+
+def build_run(cfg, info, device):
+    """(StudentRun, train loader, test loader) for one process."""
+    from ..data import build_loaders
+
+    views, with_index = input_views(cfg), needs_index(cfg)
+    train_loader, test_loader, num_data, num_classes = build_loaders(
+        cfg, views, with_index=with_index, rank=info.rank, world_size=info.world_size, device=device)
+    student, teacher = build_models(cfg, num_classes)
+    distiller = build_distiller(cfg, student, teacher, num_data)
+    if cfg.DISTILLER.TYPE != "NONE":
+        say(f"{cfg.DISTILLER.TYPE}: {distiller.get_extra_parameters()} extra parameters", info.is_main)
+    run = StudentRun(cfg, distiller, run_folder(cfg), device, info)
+    return run, train_loader, test_loader
+
+
+def train(cfg, resume=False, overwrite=False, step_hooks=()):
+    """Train as configured (one process, or one of torchrun's); returns the best test top-1."""
+    info = env_dist_info()
+    device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
+    files = RunFiles(run_folder(cfg))
+    problem = check_start(files, resume, overwrite)
+    if problem:  # before reading any data (the trainer checks again, in step with every rank)
+        raise CheckpointError(problem)
+    check_distiller_cfg(cfg)
+    input_views(cfg)
+    configure_backends(device, cfg.DETERMINISTIC)
+    init_process_group(info, device)
+    try:
+        seed_everything(cfg.SEED)  # identical model initialisation on every rank
+        run, train_loader, test_loader = build_run(cfg, info, device)
+        say(f"output: {files.folder} | device {device} x{info.world_size} | SOLVER.TRAINER {cfg.SOLVER.TRAINER}",
+            info.is_main)
+        trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
+        return trainer.fit(resume=resume, overwrite=overwrite)[0]
+    finally:
+        destroy_process_group()

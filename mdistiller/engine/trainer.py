@@ -1,0 +1,392 @@
+"""The one training loop, for every distiller (one or two views, CRD indices).
+
+A step is a chain of separable pieces:
+    loader batch -> device -> for each student: distiller forward (teacher once per view set,
+    student per view) -> loss terms -> backward -> optimizer step -> device-side metrics.
+`StudentRun` is everything about ONE student (its distiller, optimizer, grad scaler, metrics,
+best accuracy, output folder, checkpoints); `Trainer` is the loop (epochs, LR schedule, RNG,
+progress, evaluation) that feeds the same batches to every run. Today a run holds one
+student; a paired benchmark can hand the Trainer several runs without changing either class.
+
+Resume semantics. Checkpoints are written at epoch ends. Besides mdistiller's fields
+(`epoch`, `model`, `optimizer`, `best_acc`) `latest` holds the grad-scaler state and every
+rank's RNG state (python, numpy, torch, CUDA, loader generators) captured after the epoch's
+evaluation, i.e. the exact state the next epoch starts from. `--resume` continues after the
+last completed epoch; an epoch interrupted midway is trained again from its start with the
+same random numbers, so a killed-and-resumed run ends with the same weights as an
+uninterrupted one (bit-for-bit on CPU with the same thread count; on GPU only with
+DETERMINISTIC, as kernels may be non-deterministic otherwise).
+Write order per epoch: worklog + events, then student_best/best, epoch_N, student_latest and
+`latest` last, so `latest` is the commit point: every file of the epoch it names is on disk.
+A worklog block of an epoch that was logged but never committed is trimmed on resume.
+"""
+import math
+import os
+import time
+from collections import OrderedDict
+
+import torch
+
+from ..config import dump_cfg
+from ..errors import CheckpointError, UserError
+from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
+from .device import autocast, compile_networks, grad_scaler, prepare_model, to_device
+from .distributed import DistInfo, all_gather_object, barrier, broadcast_object, wrap_ddp
+from .evaluation import evaluate
+from .metrics import RunningSums
+from .optim import build_optimizer, lr_at, set_lr
+from .progress import Bar, epoch_summary, say
+from .run_folder import RunFiles, check_start, make_ready
+from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .worklog import EventLog, append_best, append_epoch, trim_worklog
+
+BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN/inf; the run stopped before writing a checkpoint of bad weights."""
+
+
+class OutOfMemory(UserError):
+    """The device ran out of memory; the message says which knobs lower the footprint."""
+
+
+def total_loss(losses):
+    """mdistiller's rule: the sum of every term's mean (terms may be per-sample vectors)."""
+    if not losses:
+        raise ValueError("the distiller returned no loss terms")
+    return sum(value.float().mean() for value in losses.values())
+
+
+def backward_step(run, losses):
+    """The standard update: one backward of the summed loss and one optimizer step (loss-scaled
+    under fp16, plain otherwise). Returns the total loss."""
+    loss = total_loss(losses)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss
+
+
+# SOLVER.TRAINER name -> update(run, losses) -> total loss, for trainers whose update is not one
+# backward + one step (DOT back-propagates its two losses separately). Default: backward_step.
+TRAINER_UPDATES = {}
+
+
+def as_batch_dict(batch):
+    """Train batches are dicts (`image` or `image_weak`/`image_strong`, `target`, `index`, ...);
+    mdistiller-style tuples `(image, target, index[, contrastive_index])` are accepted too."""
+    if isinstance(batch, dict):
+        return batch
+    names = ("image", "target", "index", "contrastive_index")
+    return dict(zip(names, batch))
+
+
+def set_loader_epoch(loader, epoch):
+    """Tell a distributed sampler (or a loader that shuffles by itself) which epoch starts, so
+    that every epoch gets a new order that all ranks agree on."""
+    for obj in (loader, getattr(loader, "sampler", None),
+                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if obj is not None and callable(getattr(obj, "set_epoch", None)):
+            obj.set_epoch(epoch)
+            return
+
+
+class StudentRun:
+    """Training state and outputs of one student (see the module docstring)."""
+
+    def __init__(self, cfg, distiller, folder, device, info=DistInfo()):
+        self.cfg = cfg
+        self.device = device
+        self.info = info
+        self.amp = cfg.SOLVER.AMP
+        self.channels_last = cfg.SOLVER.CHANNELS_LAST
+        teacher = getattr(distiller, "teacher", None)
+        if teacher is not None:
+            teacher.requires_grad_(False)  # never trained; DDP then leaves it out of gradient sync
+        self.distiller = prepare_model(distiller, device, self.channels_last)
+        if cfg.SOLVER.COMPILE:
+            compile_networks(distiller)
+        self.model = wrap_ddp(distiller, device, info)
+        self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
+        self.scaler = grad_scaler(device, self.amp)
+        self.update = TRAINER_UPDATES.get(cfg.SOLVER.TRAINER, backward_step)
+        self.files = RunFiles(folder)
+        self.best_acc = -1.0  # mdistiller's start value
+        self.events = None
+        self.sums = None
+        self._first_bad = self._bad_values = self._bad_names = None
+
+    # ------------------------------------------------------------------ logs
+    def open_logs(self):
+        """Rank 0: the resolved config beside the outputs and the tensorboard writer."""
+        if self.info.is_main:
+            tmp = self.files.config + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(dump_cfg(self.cfg))
+            os.replace(tmp, self.files.config)
+            self.events = EventLog(self.files.events)
+
+    def close_logs(self):
+        if self.events is not None:
+            self.events.close()
+            self.events = None
+
+    # ------------------------------------------------------------------ one step
+    def begin_epoch(self):
+        self.model.train()
+        self.sums = RunningSums(self.device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+
+    def compute_losses(self, batch, epoch):
+        """Forward: (predictions for train accuracy, {term: loss})."""
+        with autocast(self.device, self.amp):
+            return self.model(**batch, epoch=epoch)
+
+    def step(self, batch, epoch, iteration):
+        preds, losses = self.compute_losses(batch, epoch)
+        loss = self.update(self, losses)
+        self.record(loss, losses, preds, batch["target"], iteration)
+
+    def record(self, loss, losses, preds, target, iteration):
+        """Accumulate metrics on the device (no host sync). The loss terms of the first step
+        whose loss is not finite are kept too, for the error message."""
+        n = target.shape[0]
+        names = ["loss"] + list(losses)
+        values = torch.stack([loss.detach().float()] + [v.detach().float().mean() for v in losses.values()])
+        for name, value in zip(names, values):
+            self.sums.add(name if name == "loss" else "term/" + name, value, n)
+        self.sums.add_sum("correct", (preds.detach().argmax(dim=1) == target).sum())
+        self.sums.add_samples(n)
+        first_now = ~torch.isfinite(values[0]) & (self._first_bad < 0)
+        self._first_bad = torch.where(first_now, iteration, self._first_bad)
+        if self._bad_values is None or self._bad_values.shape != values.shape:
+            self._bad_values, self._bad_names = torch.zeros_like(values), names
+        self._bad_values = torch.where(first_now, values, self._bad_values)
+
+    def train_stats(self, epoch, iters, info=None):
+        """Epoch-so-far training metrics; `info` None reads this rank only (no collective).
+        Raises NonFiniteLossError when the loss went NaN/inf."""
+        means, count = self.sums.read(info or DistInfo())
+        stats = {"loss": means.get("loss", float("nan")), "acc": 100.0 * means.get("correct", 0.0),
+                 "terms": {k[len("term/"):]: v for k, v in means.items() if k.startswith("term/")},
+                 "count": count}
+        if not math.isfinite(stats["loss"]):
+            self._raise_non_finite(epoch, iters)
+        return stats
+
+    def _raise_non_finite(self, epoch, iters):
+        first = int(self._first_bad.item())
+        kept = (f"the last good checkpoint {self.files.latest} is kept" if os.path.isfile(self.files.latest)
+                else "no checkpoint had been written yet")
+        if first >= 0:
+            terms = dict(zip(self._bad_names[1:], self._bad_values.tolist()[1:]))
+            broken = [k for k, v in terms.items() if not math.isfinite(v)] or ["the sum of the terms"]
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+            where = f"iteration {first + 1}/{iters}: {', '.join(broken)} ({shown})"
+        else:
+            where = "an iteration on another rank"
+        raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, {where}; training stopped and {kept}; "
+                                 "lower SOLVER.LR or use SOLVER.AMP bf16/none")
+
+    # ------------------------------------------------------------------ epoch end
+    def evaluate(self, loader, progress=False):
+        self.model.eval()
+        return evaluate(lambda image: self.distiller(image=image), loader, self.device, self.amp,
+                        self.channels_last, self.info, progress)
+
+    def log_iteration(self, stats, lr, images_per_s, step):
+        if self.events is not None:
+            values = {"iter/loss": stats["loss"], "iter/train_acc": stats["acc"], "iter/lr": lr,
+                      "iter/throughput": images_per_s}
+            values.update({f"iter/{k}": v for k, v in stats["terms"].items()})
+            self.events.scalars(values, step)
+
+    def finish_epoch(self, epoch, lr, train, test, rng, images_per_s):
+        """Best-accuracy bookkeeping (every rank), logs and checkpoints (rank 0)."""
+        improved = test["top1"] >= self.best_acc  # mdistiller: ties also refresh `best`
+        self.best_acc = max(self.best_acc, test["top1"])
+        if not self.info.is_main:
+            return
+        values = OrderedDict([("train_acc", train["acc"]), ("train_loss", train["loss"]),
+                              ("test_acc", test["top1"]), ("test_acc_top5", test["top5"]),
+                              ("test_loss", test["loss"])])
+        append_epoch(self.files.worklog, epoch, lr, values)
+        scalars = dict(values, lr=lr, throughput=images_per_s)
+        scalars.update({f"loss_terms/{k}": v for k, v in train["terms"].items()})
+        self.events.scalars(scalars, epoch)
+        self.events.flush()
+        self.save(epoch, rng, improved)
+
+    def checkpoint(self, epoch, rng):
+        return {"epoch": epoch, "model": self.distiller.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "best_acc": float(self.best_acc), "scaler": self.scaler.state_dict(), "rng": rng,
+                "world_size": self.info.world_size}
+
+    def save(self, epoch, rng, improved):
+        state = self.checkpoint(epoch, rng)
+        student = {"model": self.distiller.student.state_dict()}
+        f = self.files
+        if improved:
+            save_atomic(student, f.student_best)
+            save_atomic(state, f.best)
+        if epoch % self.cfg.LOG.SAVE_CHECKPOINT_FREQ == 0:
+            save_atomic(student, f.student_epoch(epoch))
+            save_atomic(state, f.epoch(epoch))
+        save_atomic(student, f.student_latest)
+        save_atomic(state, f.latest)  # last: the commit point of the epoch
+
+    def load_resume(self, ckpt):
+        """Restore from a loaded `latest`; returns its epoch. Accepts mdistiller's own files
+        (DataParallel `module.` keys, no scaler/RNG state)."""
+        path = self.files.latest
+        try:
+            self.distiller.load_state_dict(extract_state_dict(ckpt, path))
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0][:200]
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({first}); resume with the "
+                                  "config the run was started with, or start over with --overwrite") from None
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.best_acc = float(ckpt["best_acc"])
+        return int(ckpt["epoch"])
+
+
+class Trainer:
+    """Feeds the same batches to one or more StudentRuns, epoch after epoch."""
+
+    def __init__(self, cfg, runs, train_loader, test_loader, device, info=DistInfo(), step_hooks=()):
+        self.cfg = cfg
+        self.runs = [runs] if isinstance(runs, StudentRun) else list(runs)
+        self.train_loader = train_loader
+        self.test_loader = test_loader
+        self.device = device
+        self.info = info
+        self.step_hooks = list(step_hooks)  # fn(epoch, iteration) after every step (tests, profiling)
+        self.show_bars = info.is_main and not cfg.LOG.QUIET
+        self._where = "start-up"
+
+    def fit(self, resume=False, overwrite=False):
+        """Train to SOLVER.EPOCHS; returns the best test top-1 of every run."""
+        try:
+            first = self._start(resume, overwrite)
+            for epoch in range(first, self.cfg.SOLVER.EPOCHS + 1):
+                self._epoch(epoch)
+            self._finish()
+        except _OOM:
+            raise self._out_of_memory() from None
+        except RuntimeError as err:
+            if "out of memory" in str(err) or "not enough memory" in str(err):
+                raise self._out_of_memory() from None
+            raise
+        finally:
+            for run in self.runs:
+                run.close_logs()
+        return [run.best_acc for run in self.runs]
+
+    def _out_of_memory(self):
+        s = self.cfg.SOLVER
+        return OutOfMemory(f"out of memory on {self.device} at {self._where} (SOLVER.BATCH_SIZE {s.BATCH_SIZE}, "
+                           f"SOLVER.AMP {s.AMP}): lower SOLVER.BATCH_SIZE (and SOLVER.LR with it) or set "
+                           "SOLVER.AMP bf16; the last good checkpoint is kept")
+
+    # ------------------------------------------------------------------ start / resume
+    def _start(self, resume, overwrite):
+        problem = None
+        if self.info.is_main:
+            problem = next(filter(None, (check_start(r.files, resume, overwrite) for r in self.runs)), None)
+        problem = broadcast_object(problem, self.info)  # every rank stops, not only rank 0
+        if problem:
+            raise CheckpointError(problem)
+        if self.info.is_main:
+            for run in self.runs:
+                make_ready(run.files, overwrite)
+        barrier(self.info)
+        first = self._resume() if resume else 1
+        if not resume:
+            # Training randomness starts from SEED however much model building consumed;
+            # ranks differ so that their augmentations differ.
+            seed_everything(self.cfg.SEED + self.info.rank)
+        for run in self.runs:
+            run.open_logs()
+        return first
+
+    def _resume(self):
+        ckpts = [load_checkpoint(run.files.latest) for run in self.runs]
+        epochs = {run.load_resume(ckpt) for run, ckpt in zip(self.runs, ckpts)}
+        if len(epochs) != 1:
+            raise CheckpointError(f"the runs' latest checkpoints are at different epochs {sorted(epochs)}; "
+                                  "resume each run separately")
+        epoch = epochs.pop()
+        rng = ckpts[0].get("rng")
+        if rng and len(rng) == self.info.world_size:
+            restore_rng_state(rng[self.info.rank], self.train_loader, self.test_loader)
+        else:
+            say(f"warning: {self.runs[0].files.latest} has no RNG state for {self.info.world_size} process(es); "
+                "the resumed run is not bit-identical to an uninterrupted one", self.info.is_main)
+            seed_everything(self.cfg.SEED + self.info.rank + 1000 * epoch)
+        if self.info.is_main:
+            for run in self.runs:
+                trim_worklog(run.files.worklog, epoch)
+        say(f"resuming {self.runs[0].files.folder} after epoch {epoch} "
+            f"(best top-1 {self.runs[0].best_acc:.2f})", self.info.is_main)
+        return epoch + 1
+
+    # ------------------------------------------------------------------ one epoch
+    def _epoch(self, epoch):
+        cfg, info, loader = self.cfg, self.info, self.train_loader
+        set_loader_epoch(loader, epoch)
+        iters = len(loader)
+        for run in self.runs:
+            run.begin_epoch()
+        bar = Bar(iters, f"epoch {epoch}/{cfg.SOLVER.EPOCHS}", self.show_bars)
+        lr = None
+        start = mark = time.perf_counter()
+        seen = mark_seen = 0
+        for it, batch in enumerate(loader):
+            self._where = f"epoch {epoch}, iteration {it + 1}/{iters}"
+            step_lr = lr_at(cfg, epoch, it, iters)
+            if step_lr != lr:
+                for run in self.runs:
+                    set_lr(run.optimizer, step_lr)
+                lr = step_lr
+            batch = to_device(as_batch_dict(batch), self.device, cfg.SOLVER.CHANNELS_LAST)
+            for run in self.runs:
+                run.step(batch, epoch, it)
+            seen += batch["target"].shape[0]
+            bar.advance()
+            for hook in self.step_hooks:
+                hook(epoch, it)
+            done = it + 1
+            log_now = info.is_main and done % cfg.LOG.TENSORBOARD_FREQ == 0
+            if log_now or (self.show_bars and done % BAR_REFRESH_ITERS == 0):
+                now = time.perf_counter()
+                stats = [run.train_stats(epoch, iters) for run in self.runs]  # local read: one sync
+                images_per_s = (seen - mark_seen) * info.world_size / max(now - mark, 1e-9)
+                mark, mark_seen = now, seen
+                s = stats[0]
+                bar.show(f"loss {s['loss']:.4f} top1 {s['acc']:.2f} {images_per_s:.0f} img/s")
+                if log_now:
+                    for run, st in zip(self.runs, stats):
+                        run.log_iteration(st, lr, images_per_s, (epoch - 1) * iters + done)
+        bar.close()
+        seconds = time.perf_counter() - start
+        images_per_s = seen * info.world_size / max(seconds, 1e-9)
+        trains = [run.train_stats(epoch, iters, info) for run in self.runs]
+        self._where = f"evaluation after epoch {epoch}"
+        tests = [run.evaluate(self.test_loader, self.show_bars) for run in self.runs]
+        rng = all_gather_object(capture_rng_state(loader, self.test_loader), info)
+        epoch_lr = lr_at(cfg, epoch, 0, max(iters, 1))
+        for run, train, test in zip(self.runs, trains, tests):
+            run.finish_epoch(epoch, epoch_lr, train, test, rng, images_per_s)
+            say(epoch_summary(epoch, cfg.SOLVER.EPOCHS, epoch_lr, train, test, run.best_acc, images_per_s, seconds),
+                info.is_main)
+
+    def _finish(self):
+        for run in self.runs:
+            if self.info.is_main:
+                append_best(run.files.worklog, run.best_acc)
+            say(f"best top-1 {run.best_acc:.2f} ({run.files.folder})", self.info.is_main)

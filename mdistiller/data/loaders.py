@@ -1,0 +1,131 @@
+"""`build_loaders`: config -> (train loader, test loader, number of training samples, classes).
+
+Reproducibility: every loader owns a torch.Generator seeded from (SEED, rank, role). It fixes
+the shuffling and the base seed torch hands to the workers; `seed_worker` then gives each
+worker's `random`, numpy and torch generators distinct seeds derived from that base, so the
+augmentations of a run repeat exactly for a given SEED, number of workers and world size.
+With NUM_WORKERS 0 the augmentations use the main process's generators (seeded by the trainer).
+"""
+import importlib
+import math
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..errors import ConfigError
+from . import cifar100, imagefolder, imagenet, tiny_imagenet
+from .datasets import ContrastSampler, EvalDataset, TrainDataset, stratified_subset
+from .transforms import test_view, train_views
+
+BUILDERS = {
+    "cifar100": cifar100.build,
+    "imagenet": imagenet.build,
+    "tiny_imagenet": tiny_imagenet.build,
+    "imagefolder": imagefolder.build,
+}
+TRAIN, TEST = 0, 1  # roles: keep the train and test streams (generators, subsets) apart
+
+
+def select_views(cfg, supported):
+    """Views per image (1 = weak, 2 = weak + strong) for a distiller whose `views` attribute is
+    `supported`: SOLVER.TRAINER "ours" asks for two, otherwise the distiller's smallest need."""
+    if cfg.SOLVER.TRAINER == "ours":
+        if 2 not in supported:
+            raise ConfigError(f"config key SOLVER.TRAINER is 'ours' (weak + strong views) but distiller "
+                              f"{cfg.DISTILLER.TYPE} takes one view; use SOLVER.TRAINER base")
+        return 2
+    return min(supported)
+
+
+def build_sources(cfg):
+    """(train source, test source, classes, view spec), with DATASET.TRAIN/TEST_SUBSET applied."""
+    d = cfg.DATASET
+    if d.TYPE not in BUILDERS:
+        raise ConfigError(f"config key DATASET.TYPE is {d.TYPE!r}, which this installation cannot load; "
+                          f"choose one of {', '.join(BUILDERS)}")
+    train, test, classes, spec = BUILDERS[d.TYPE](cfg)
+    if d.TRAIN_SUBSET:
+        train = train.subset(stratified_subset(train.labels, d.TRAIN_SUBSET, cfg.SEED, TRAIN))
+    if d.TEST_SUBSET:
+        test = test.subset(stratified_subset(test.labels, d.TEST_SUBSET, cfg.SEED, TEST))
+    return train, test, classes, spec
+
+
+def build_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=None):
+    """(train_loader, test_loader, num_data, num_classes).
+
+    views: 1 (batches carry "image") or 2 ("image_weak" + "image_strong"); see `select_views`.
+    with_index: CRD's variant, adding "contrast_index" ([positive, CRD.NCE.K negatives], CRD.MODE).
+    Every train batch also carries "target" and "index" (position in the training set); test
+    batches are (image, target). With world_size > 1 each rank gets a DistributedSampler shard
+    of SOLVER.BATCH_SIZE / world_size samples per step (call `train_loader.sampler.set_epoch`
+    every epoch); every rank evaluates the whole test set. `device` (default: from DEVICE) only
+    decides pinned memory, and is passed on to the fast loader.
+    """
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2, got {views!r}")
+    if cfg.DATASET.LOADER == "fast":
+        return _fast_loaders(cfg, views, with_index, rank, world_size, device)
+    if cfg.SOLVER.BATCH_SIZE % world_size:
+        raise ConfigError(f"config key SOLVER.BATCH_SIZE is {cfg.SOLVER.BATCH_SIZE}, which {world_size} processes "
+                          f"cannot share evenly; use a multiple of {world_size}")
+    train_source, test_source, classes, spec = build_sources(cfg)
+    contrast = ContrastSampler(train_source.labels, cfg.CRD.NCE.K, cfg.CRD.MODE) if with_index else None
+    train_set = TrainDataset(train_source, train_views(spec, views), contrast)
+    test_set = EvalDataset(test_source, test_view(spec))
+    common = dict(seed=cfg.SEED, rank=rank, num_workers=cfg.DATASET.NUM_WORKERS, pin_memory=_pin_memory(cfg, device))
+    train_loader = make_loader(train_set, cfg.SOLVER.BATCH_SIZE // world_size, TRAIN, world_size=world_size, **common)
+    test_loader = make_loader(test_set, cfg.DATASET.TEST.BATCH_SIZE, TEST, **common)
+    return train_loader, test_loader, len(train_set), len(classes)
+
+
+def make_loader(dataset, batch_size, role, seed, rank=0, world_size=1, num_workers=0, pin_memory=False):
+    """A seeded DataLoader; role TRAIN shuffles (sharded when world_size > 1), TEST keeps order."""
+    generator = torch.Generator()
+    generator.manual_seed(int(np.random.SeedSequence([seed, rank, role]).generate_state(1)[0]))
+    sampler = None
+    if role == TRAIN and world_size > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    per_rank = math.ceil(len(dataset) / world_size) if role == TRAIN else len(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=role == TRAIN and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        # A last training batch of one sample would make BatchNorm fail; drop only that case.
+        drop_last=role == TRAIN and per_rank % batch_size == 1,
+        generator=generator,
+        worker_init_fn=seed_worker,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def seed_worker(worker_id):
+    """DataLoader worker_init_fn: distinct `random`, numpy and torch streams per worker, all
+    derived from torch's per-worker seed (the loader generator's base seed + worker id)."""
+    py_seed, np_seed, torch_seed = np.random.SeedSequence(torch.initial_seed()).generate_state(3)
+    random.seed(int(py_seed))
+    np.random.seed(int(np_seed))
+    torch.manual_seed(int(torch_seed))
+
+
+def _pin_memory(cfg, device):
+    """Pinned host memory speeds up copies to a GPU and is useless (and wasteful) otherwise."""
+    if device is not None:
+        return torch.device(device).type == "cuda"
+    return cfg.DEVICE != "cpu" and torch.cuda.is_available()
+
+
+def _fast_loaders(cfg, views, with_index, rank, world_size, device):
+    try:
+        fast = importlib.import_module("mdistiller.data.fast")
+    except ModuleNotFoundError as err:
+        if err.name != "mdistiller.data.fast":
+            raise
+        raise ConfigError("config key DATASET.LOADER is 'fast' but this installation has no mdistiller.data.fast; "
+                          "use DATASET.LOADER pil") from None
+    return fast.build_fast_loaders(cfg, views, with_index, rank, world_size, device)

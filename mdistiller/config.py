@@ -324,6 +324,7 @@ def validate_cfg(cfg):
     dev = cfg.DEVICE
     _require(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
              f"config key DEVICE is {dev!r}; choose auto, cpu, cuda or cuda:N")
+    _require(cfg.SEED >= 0, f"config key SEED is {cfg.SEED}; use a non-negative integer")
     s = cfg.SOLVER
     _require(s.EPOCHS >= 1, f"config key SOLVER.EPOCHS is {s.EPOCHS}; it must be at least 1")
     _require(s.BATCH_SIZE >= 1, f"config key SOLVER.BATCH_SIZE is {s.BATCH_SIZE}; it must be at least 1")

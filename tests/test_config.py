@@ -99,7 +99,7 @@ def test_bad_choice_lists_allowed_values():
 
 
 @pytest.mark.parametrize("key,value", [("SOLVER.EPOCHS", "0"), ("SOLVER.LR", "-0.1"), ("SOLVER.MOMENTUM", "1.5"),
-                                       ("DATASET.TRAIN_SUBSET", "-1"), ("SOLVER.LR_DECAY_STAGES", "[0, 10]")])
+                                       ("DATASET.TRAIN_SUBSET", "-1"), ("SEED", "-3"), ("SOLVER.LR_DECAY_STAGES", "[0, 10]")])
 def test_out_of_range_values(key, value):
     with pytest.raises(ConfigError) as e:
         load_cfg(None, [key, value])

@@ -1,6 +1,6 @@
 # `make demo` and `make test` work on a fresh machine: both install the project first.
 PYTHON ?= python3
-# This image carries these torch/torchvision builds on local disk; any torch >= 2.1 works.
+# This image carries these torch/torchvision builds on local disk; any torch >= 2.5 works.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := .install-stamp
 

@@ -10,8 +10,8 @@ setup(
     # Wide ranges on purpose: this image ships torch 2.14.1 / torchvision 0.29.1, the GPU
     # machine has torch 2.11 / torchvision 0.26.
     install_requires=[
-        "torch>=2.1,<3",
-        "torchvision>=0.16,<1",
+        "torch>=2.5,<3",
+        "torchvision>=0.20,<1",
         "yacs>=0.1.8",
         "tensorboardX>=2.6",
         "numpy>=1.23",

@@ -13,7 +13,7 @@ from mdistiller.distillers import distiller_dict
 from mdistiller.distillers.base import Distiller
 from mdistiller.engine import optim
 from mdistiller.engine.build import declared_views, input_views, needs_index
-from mdistiller.engine.checkpoint import extract_student_state_dict
+from mdistiller.engine.checkpoint import extract_student_state_dict, save_atomic
 from mdistiller.engine.device import autocast, grad_scaler, resolve_device, to_device
 from mdistiller.engine.evaluation import evaluate
 from mdistiller.engine.metrics import RunningSums, correct_counts
@@ -175,6 +175,15 @@ def test_run_folder_start_rules(tmp_path):
     assert "contradict" in check_start(files, resume=True, overwrite=True)
     make_ready(files, overwrite=True)
     assert sorted(os.listdir(files.folder)) == ["notes.txt"]  # only the run's own outputs are deleted
+
+
+def test_atomic_save_gives_normal_file_permissions(tmp_path):
+    save_atomic({"x": torch.ones(1)}, tmp_path / "latest")
+    open(tmp_path / "plain", "w").close()
+    mode = os.stat(tmp_path / "latest").st_mode & 0o777
+    assert mode == os.stat(tmp_path / "plain").st_mode & 0o777 != 0o600  # what open() gives, not mkstemp's 0600
+    os.remove(tmp_path / "plain")
+    assert os.listdir(tmp_path) == ["latest"]
 
 
 def test_student_weights_from_any_checkpoint_kind():

@@ -36,12 +36,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        from mdistiller.engine.evaluation import evaluate_checkpoint
-
         opts = list(args.opts or []) + ["DATASET.TYPE", args.dataset, "DATASET.TEST.BATCH_SIZE", str(args.batch_size)]
         if args.root:
             opts += ["DATASET.ROOT", args.root]
         cfg = load_cfg(None, opts)
+        from mdistiller.engine.evaluation import evaluate_checkpoint  # after the config: bad input fails fast
+
         result = evaluate_checkpoint(cfg, args.model, args.ckpt)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -41,9 +41,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        from mdistiller.engine.build import train
-
         cfg = load_cfg(args.cfg or None, args.opts + (["LOG.QUIET", "True"] if args.quiet else []))
+        from mdistiller.engine.build import train  # after the config: bad input fails fast
+
         train(cfg, resume=args.resume, overwrite=args.overwrite)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

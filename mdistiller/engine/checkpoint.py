@@ -106,6 +106,15 @@ def load_weights(model, path, strict=True, extract=extract_state_dict):
     return model
 
 
+def _read_umask():
+    mask = os.umask(0)  # the only way to read it is to set it; put it back at once (at import,
+    os.umask(mask)      # before any thread exists that could create a file meanwhile)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def save_atomic(obj, path):
     """torch.save to `path` through a temp file + rename (never a half-written `path`)."""
     path = os.fspath(path)
@@ -113,6 +122,7 @@ def save_atomic(obj, path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file what open() would
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()

@@ -4,9 +4,12 @@ Shared by the trainer (every epoch) and tools/eval.py. Counts stay on the device
 end; under DDP each rank evaluates its shard and the sums are added (ratios are right even
 if every rank saw the whole test set).
 """
+import os
+
 import torch
 import torch.nn.functional as F
 
+from ..errors import CheckpointError
 from .checkpoint import extract_student_state_dict, load_weights
 from .device import autocast, configure_backends, prepare_model, resolve_device, to_device
 from .distributed import DistInfo
@@ -51,6 +54,9 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
     from ..data import build_loaders
     from ..models import create_model, load_teacher
 
+    if ckpt != "pretrain" and not os.path.isfile(ckpt):  # before reading any data
+        raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) does not exist; pass a run's student_best, "
+                              "latest or best, or a teacher checkpoint file")
     device = resolve_device(cfg.DEVICE)
     configure_backends(device, cfg.DETERMINISTIC)
     _, test_loader, _, num_classes = build_loaders(cfg, 1, device=device)

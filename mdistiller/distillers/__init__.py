@@ -9,4 +9,17 @@ from .dkd import DKD
 from .mlkd import MLKD  # also KD_ours
 from .sld import SLD
 from .swap import DKDSwap, KDSwap, MLKDSwap, SwappedTeacher
+# Feature distillers (mdistiller's names) and stacking.
+from .fitnet import FitNet  # FITNET
+from .at import AT
+from .nst import NST
+from .pkt import PKT
+from .kdsvd import KDSVD
+from .ofd import OFD
+from .rkd import RKD
+from .vid import VID
+from .sp import SP
+from .crd import CRD
+from .reviewkd import ReviewKD  # REVIEWKD
+from .stack import Stack
 from .build import build_distiller, check_distiller_cfg, teacher_required

@@ -2,11 +2,13 @@
 
 Looks the class up in the registry (`DISTILLER.TYPE`), checks its config values before anything
 is trained (`check_distiller_cfg`, also usable before the models are built), and calls it with
-mdistiller's signatures: `Cls(student, teacher, cfg)`, or `Cls(student)` for classes that set
-`needs_teacher = False` (NONE).
+mdistiller's signatures: `Cls(student, teacher, cfg)`, `Cls(student, teacher, cfg, num_data)` for
+classes that set `needs_index` (CRD), or `Cls(student)` for classes that set
+`needs_teacher = False` (NONE). A non-empty DISTILLER.STACK wraps the result in a `Stack`
+(see stack.py).
 """
-from ..errors import ConfigError
 from .registry import get_distiller_class
+from .stack import build_stack, check_stack_cfg
 
 
 def teacher_required(cfg):
@@ -20,24 +22,19 @@ def check_distiller_cfg(cfg):
     check = getattr(cls, "check_cfg", None)  # third-party mdistiller classes may have none
     if check is not None:
         check(cfg)
+    if cfg.DISTILLER.STACK:
+        check_stack_cfg(cfg)
     return cls
 
 
-def build_distiller(cfg, student, teacher):
-    cls = check_distiller_cfg(cfg)
-    if getattr(cls, "needs_teacher", True):
-        distiller = cls(student, teacher, cfg)
-    else:
-        distiller = cls(student)
-    return attach_stack(distiller, cfg)
+def build_distiller(cfg, student, teacher, num_data=None):
+    """`num_data` (training-set size) sizes the memory bank of distillers with `needs_index`
+    (CRD), which take it as a fourth argument as in mdistiller."""
+    def build(cls):
+        if not getattr(cls, "needs_teacher", True):
+            return cls(student)
+        if getattr(cls, "needs_index", False):
+            return cls(student, teacher, cfg, num_data)
+        return cls(student, teacher, cfg)
 
-
-def attach_stack(distiller, cfg):
-    """DISTILLER.STACK hook: extra distillers whose loss terms join the main one's.
-
-    Stacking is implemented separately; until it is wired in here, a non-empty STACK is refused
-    rather than silently ignored."""
-    if cfg.DISTILLER.STACK:
-        raise ConfigError(f"config key DISTILLER.STACK is {list(cfg.DISTILLER.STACK)}; stacking distillers "
-                          "is not available yet: leave it empty")
-    return distiller
+    return build_stack(cfg, build(check_distiller_cfg(cfg)), build)

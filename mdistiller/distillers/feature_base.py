@@ -1,0 +1,72 @@
+"""The step every feature distiller shares: weighted CE plus one weighted feature term.
+
+A method names its two weight keys (`weight_keys`) and says how its feature term is computed
+from one view's student and teacher `feats` dicts (`feature_loss`); this class applies it to
+the views in use and returns mdistiller's term names, `loss_ce` and `loss_kd` (the DOT trainer
+splits on exactly these).
+
+Views: feature methods accept one view or two. With two views (e.g. stacked onto SLD) the
+terms use the weak view only, unless DISTILLER.FEATURE_VIEWS is "all" (then every view's terms
+are added). Run on its own with two views and FEATURE_VIEWS "weak", a feature distiller does
+not even run the strong view: the student's BatchNorm would learn statistics of images no loss
+sees. The returned logits are always the weak view's.
+"""
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .base import Distiller
+from .cfg_checks import cfg_value, check_non_negative
+from .shapes import feature_shapes, input_size_for, model_name
+
+
+class FeatureDistiller(Distiller):
+    views = (1, 2)
+    weight_keys = ()  # (CE weight key, feature weight key), e.g. ("AT.LOSS.CE_WEIGHT", "AT.LOSS.FEAT_WEIGHT")
+
+    def __init__(self, student, teacher, cfg):
+        super().__init__(student, teacher)
+        self.check_cfg(cfg)
+        self.ce_weight, self.feat_weight = (cfg_value(cfg, key) for key in self.weight_keys)
+        self.all_views = cfg.DISTILLER.FEATURE_VIEWS == "all"
+
+    @classmethod
+    def check_cfg(cls, cfg):
+        check_non_negative(cfg, *cls.weight_keys)
+
+    def used_views(self, views):
+        return views if self.all_views else views[:1]
+
+    def run_teacher(self, views):
+        return super().run_teacher(self.used_views(views))
+
+    def run_student(self, views):
+        return super().run_student(self.used_views(views))
+
+    def feature_loss(self, feats_s, feats_t, epoch=1, **kwargs):
+        """The unweighted feature term for one view; `feats_*` are the models' feats dicts."""
+        raise NotImplementedError
+
+    def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
+        pairs = self.used_views(list(zip(student_outs, teacher_outs)))
+        loss_ce = sum(F.cross_entropy(s_logits, target) for (s_logits, _), _ in pairs)
+        loss_kd = sum(self.feature_loss(s_feats, t_feats, epoch=epoch, **kwargs)
+                      for (_, s_feats), (_, t_feats) in pairs)
+        return student_outs[0][0], {"loss_ce": self.ce_weight * loss_ce, "loss_kd": self.feat_weight * loss_kd}
+
+
+def check_input_size(cfg, key):
+    value = cfg_value(cfg, key)
+    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ConfigError(f"config key {key} is {list(value)}; give the training resolution as [H, W], e.g. [32, 32]")
+
+
+def probe_shapes(cfg, teacher, student, input_size=None):
+    """Feature shapes (see shapes.feature_shapes) of teacher and student at the training size."""
+    size = tuple(input_size or input_size_for(cfg) or (32, 32))
+    return feature_shapes(teacher, size), feature_shapes(student, size)
+
+
+def pairing_error(method, what, teacher, student, t_values, s_values, fix):
+    """The one-line ConfigError for a teacher/student feature mismatch a method cannot bridge."""
+    return ConfigError(f"{method} cannot pair teacher {model_name(teacher)} {what} {list(t_values)} with "
+                       f"student {model_name(student)} {what} {list(s_values)}; {fix}")

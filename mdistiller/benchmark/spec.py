@@ -1,0 +1,326 @@
+"""What a benchmark runs: cells (method x teacher/student pair) x seeds, each a normal training run.
+
+Three ways to describe it, all producing the same `Matrix` (an ordered list of `Cell`s):
+
+1. A spec YAML (`tools/benchmark.py --spec FILE`), e.g. configs/demo/benchmark.yaml:
+
+       project: demo                  # runs go to <LOG.PREFIX>/<project>/<method>,<pair>,seed<N>
+       seeds: [0, 1, 2]
+       opts: [SOLVER.EPOCHS, 20]      # overrides for every run (KEY VALUE ...)
+       pairs:                         # column label -> overrides choosing the two networks
+         large -> tiny: [DISTILLER.TEACHER, demo_cnn_large, DISTILLER.STUDENT, demo_cnn_tiny]
+       methods:                       # row label -> config, or {cfg, opts, seeds, role}
+         Teacher: {cfg: configs/demo/vanilla.yaml, role: teacher}
+         Vanilla: configs/demo/vanilla.yaml
+         KD: configs/demo/kd.yaml
+         SLD+DKD: {cfg: configs/demo/sld.yaml, opts: [DISTILLER.STACK, [DKD]]}
+
+   Every method runs on every pair (without `pairs`, each config's own networks make one
+   column). A method with `role: teacher` trains the pair's teacher architecture (its config
+   must use DISTILLER.TYPE NONE), once per pair on the first seed unless it lists `seeds`; the
+   other runs of that pair then distil from its `student_best`. It is a reference row of the
+   table (not ranked). Override order: config file, `opts`, the pair's, the method's, then
+   SEED / EXPERIMENT.PROJECT / EXPERIMENT.NAME set by the benchmark.
+
+2. Config files (`--cfg a.yaml b.yaml`): each file is one cell; its row is DISTILLER.TYPE
+   (with any DISTILLER.STACK, e.g. "SLD+REVIEWKD"; NONE reads "Vanilla"), its column
+   "TEACHER -> STUDENT".
+
+3. Names (`--methods KD SLD+REVIEWKD --pairs res32x4_res8x4`): the config tree's
+   `configs/<dataset>/<method>/<pair>.yaml` (lower-case method folder; NONE, the vanilla
+   student, is vanilla/<pair>.yaml or else the pair's KD recipe without a teacher). A stack
+   "A+B" takes A's config, sets DISTILLER.STACK [B] and adds B's own method sections (e.g.
+   REVIEWKD) from B's config of the same pair when there is one.
+
+Relative config paths in a spec resolve against the working directory, then the spec's folder.
+"""
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import List, Optional, Tuple
+
+import yaml
+
+from ..config import load_cfg
+from ..errors import ConfigError
+
+TEACHER_ROLE = "teacher"
+STUDENT_ROLE = "student"
+# Config sections that describe the run rather than a distillation method (see `stack_sections`).
+RUN_SECTIONS = {"EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str  # row label
+    pair: str  # column label
+    config: str  # YAML path
+    opts: Tuple = ()  # KEY VALUE overrides on top of the config
+    seeds: Optional[Tuple[int, ...]] = None  # None: the matrix's seeds
+    role: str = STUDENT_ROLE
+
+
+@dataclass
+class Matrix:
+    project: str
+    seeds: List[int]
+    cells: List[Cell]
+    opts: List = field(default_factory=list)  # for every run, before the cell's own
+
+    @property
+    def methods(self):
+        return _unique(c.method for c in self.cells)
+
+    @property
+    def pairs(self):
+        return _unique(c.pair for c in self.cells)
+
+    @property
+    def reference_methods(self):
+        return _unique(c.method for c in self.cells if c.role == TEACHER_ROLE)
+
+
+@dataclass
+class Run:
+    """One training run: `load_cfg(config, opts)` is its complete config."""
+
+    method: str
+    pair: str
+    seed: int
+    role: str
+    config: str
+    opts: List
+    folder: str  # <LOG.PREFIX>/<PROJECT>/<NAME>
+
+    @property
+    def name(self):
+        return os.path.basename(self.folder)
+
+    def cfg(self):
+        return load_cfg(self.config, self.opts)
+
+
+def _unique(items):
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def slug(text):
+    """A label as a folder-name piece: letters, digits and `._+-` kept, anything else -> '-'."""
+    return re.sub(r"[^A-Za-z0-9._+]+", "-", str(text)).strip("-") or "x"
+
+
+def method_label(cfg):
+    if cfg.DISTILLER.TYPE == "NONE" and not cfg.DISTILLER.STACK:
+        return "Vanilla"
+    return "+".join([cfg.DISTILLER.TYPE, *cfg.DISTILLER.STACK])
+
+
+def pair_label(cfg):
+    return f"{cfg.DISTILLER.TEACHER} -> {cfg.DISTILLER.STUDENT}"
+
+
+# ---------------------------------------------------------------- building a Matrix
+def _opts_list(value, where):
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or len(value) % 2:
+        raise ConfigError(f"{where} must be a list of KEY VALUE pairs, e.g. [SOLVER.EPOCHS, 10]; got {value!r}")
+    return list(value)
+
+
+def _seeds(value, where):
+    if value is None:
+        return None
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
+        raise ConfigError(f"{where} must be a list of whole numbers, e.g. [0, 1, 2]; got {value!r}")
+    return tuple(values)
+
+
+def _find_config(path, base_dir, where):
+    candidates = [path] if os.path.isabs(path) else [path, os.path.join(base_dir, path)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError(f"{where}: config file {path} not found (looked in the working directory and {base_dir})")
+
+
+def load_matrix(path):
+    """Read a spec YAML (format in the module docstring)."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"benchmark spec {path} does not exist; pass an existing YAML with --spec") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"benchmark spec {path} is not valid YAML: fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"benchmark spec {path} must hold a mapping (project, seeds, opts, pairs, methods)")
+    known = {"project", "seeds", "opts", "pairs", "methods"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"benchmark spec {path}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+    methods = data.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        raise ConfigError(f"benchmark spec {path}: 'methods' must map row labels to config files")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    pairs = data.get("pairs") or {None: []}
+    if not isinstance(pairs, dict):
+        raise ConfigError(f"benchmark spec {path}: 'pairs' must map column labels to KEY VALUE overrides")
+    common = _opts_list(data.get("opts"), f"benchmark spec {path} opts")
+    cells = []
+    for label, entry in methods.items():
+        where = f"benchmark spec {path}, method {label!r}"
+        entry = {"cfg": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("cfg"), str):
+            raise ConfigError(f"{where} needs a config file: `{label}: file.yaml` or `{label}: {{cfg: file.yaml}}`")
+        extra = sorted(set(entry) - {"cfg", "opts", "seeds", "role"})
+        if extra:
+            raise ConfigError(f"{where}: unknown key {extra[0]!r}; allowed: cfg, opts, seeds, role")
+        role = entry.get("role", STUDENT_ROLE)
+        if role not in (STUDENT_ROLE, TEACHER_ROLE):
+            raise ConfigError(f"{where}: role is {role!r}; choose student or teacher")
+        config = _find_config(entry["cfg"], base_dir, where)
+        opts = _opts_list(entry.get("opts"), where + " opts")
+        seeds = _seeds(entry.get("seeds"), where + " seeds")
+        for pair, pair_opts in pairs.items():
+            pair_opts = _opts_list(pair_opts, f"benchmark spec {path}, pair {pair!r}")
+            label_pair = pair if pair is not None else pair_label(load_cfg(config, common + pair_opts + opts))
+            cells.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
+    if None in pairs:
+        cells = _join_teacher_columns(cells, common)
+    return Matrix(project=str(data.get("project") or os.path.splitext(os.path.basename(path))[0]),
+                  seeds=list(_seeds(data.get("seeds", [0]), f"benchmark spec {path} seeds")),
+                  cells=cells, opts=common)
+
+
+def _join_teacher_columns(cells, common):
+    """Without `pairs`, columns come from the configs, and a teacher-role method (whose config
+    names the teacher as student) joins every column whose teacher is its architecture."""
+    def teacher_arch(cell):
+        return load_cfg(cell.config, common + list(cell.opts)).DISTILLER.TEACHER
+
+    teacher_of = {c.pair: teacher_arch(c) for c in cells if c.role != TEACHER_ROLE}
+    joined = []
+    for cell in cells:
+        if cell.role == TEACHER_ROLE:
+            arch = teacher_arch(cell)
+            joined += [replace(cell, pair=p) for p in teacher_of if teacher_of[p] == arch] or [cell]
+        else:
+            joined.append(cell)
+    return joined
+
+
+def matrix_from_configs(paths, seeds, project, opts=()):
+    """One cell per config file, labelled from its DISTILLER section."""
+    cells = []
+    for path in paths:
+        cfg = load_cfg(path, list(opts))
+        cells.append(Cell(method_label(cfg), pair_label(cfg), path))
+    return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
+
+
+def stack_sections(path):
+    """A config file's method sections (everything but the run's own sections) as KEY VALUE opts."""
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    opts = []
+
+    def flatten(prefix, node):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                flatten(f"{prefix}{key}.", value)
+            else:
+                opts.extend([f"{prefix}{key}", value])
+
+    flatten("", {k: v for k, v in data.items() if isinstance(v, dict) and k not in RUN_SECTIONS})
+    return opts
+
+
+def config_for(configs_dir, dataset, method, pair):
+    """(config path, extra overrides) of `method` on `pair` in the config tree:
+    <configs_dir>/<dataset>/<method>/<pair>.yaml. NONE (vanilla) uses vanilla/<pair>.yaml when it
+    exists, else the pair's KD recipe with DISTILLER.TYPE NONE (same student, solver and data).
+    ConfigError when there is none."""
+    root = os.path.join(configs_dir, dataset)
+    vanilla = method.upper() in ("NONE", "VANILLA")
+    candidates = [("vanilla", []), ("kd", ["DISTILLER.TYPE", "NONE"])] if vanilla else [(method.lower(), [])]
+    for folder, extra in candidates:
+        path = os.path.join(root, folder, f"{pair}.yaml")
+        if os.path.isfile(path):
+            return path, extra
+    have = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    raise ConfigError(f"no config for method {method} and pair {pair}: "
+                      f"{os.path.join(root, candidates[0][0], pair + '.yaml')} does not exist "
+                      f"(method folders there: {', '.join(have) or 'none'}); pass --cfg files instead")
+
+
+def matrix_from_names(methods, pairs, seeds, project, dataset="cifar100", configs_dir="configs", opts=()):
+    """Cells for methods x pairs from the config tree; "A+B" stacks B onto A (module docstring)."""
+    cells = []
+    for method in methods:
+        base, *stacked = method.split("+")
+        for pair in pairs:
+            config, extra = config_for(configs_dir, dataset, base, pair)
+            if stacked:
+                extra = extra + ["DISTILLER.STACK", list(stacked)]
+                for name in stacked:
+                    try:
+                        extra += stack_sections(config_for(configs_dir, dataset, name, pair)[0])
+                    except ConfigError:
+                        pass  # the stacked method has no config for this pair: its defaults apply
+            cells.append(Cell(method, pair, config, tuple(extra)))
+    return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
+
+
+# ---------------------------------------------------------------- from a Matrix to runs
+def _folder(cfg):
+    return os.path.join(cfg.LOG.PREFIX, cfg.EXPERIMENT.PROJECT, cfg.EXPERIMENT.NAME)
+
+
+def _run(matrix, cell, seed, extra=()):
+    name = f"{slug(cell.method)},{slug(cell.pair)},seed{seed}"
+    opts = list(matrix.opts) + list(cell.opts) + list(extra) + [
+        "SEED", seed, "EXPERIMENT.PROJECT", matrix.project, "EXPERIMENT.NAME", name]
+    return Run(cell.method, cell.pair, seed, cell.role, cell.config, opts, _folder(load_cfg(cell.config, opts)))
+
+
+def teacher_run(matrix, cell):
+    """The run that trains the teacher of `cell.pair`: the cell's config with STUDENT := TEACHER."""
+    probe = load_cfg(cell.config, list(matrix.opts) + list(cell.opts))
+    if probe.DISTILLER.TYPE != "NONE":
+        raise ConfigError(f"benchmark method {cell.method!r} has role teacher but its config uses DISTILLER.TYPE "
+                          f"{probe.DISTILLER.TYPE}; teachers are trained with NONE")
+    seeds = cell.seeds or matrix.seeds[:1]  # one teacher per pair unless the spec asks for more
+    return [_run(matrix, cell, s, ["DISTILLER.STUDENT", probe.DISTILLER.TEACHER]) for s in seeds]
+
+
+def plan_runs(matrix):
+    """Every run, in execution order: teachers first, then seed by seed (so that a partial
+    benchmark already has whole tables), pair by pair, method by method."""
+    runs, teacher_weights = [], {}
+    for cell in matrix.cells:
+        if cell.role == TEACHER_ROLE:
+            if cell.pair in teacher_weights:
+                raise ConfigError(f"benchmark pair {cell.pair!r} has two teacher-role methods; keep one")
+            trained = teacher_run(matrix, cell)
+            runs += trained
+            teacher_weights[cell.pair] = os.path.join(trained[0].folder, "student_best")
+    students = [c for c in matrix.cells if c.role != TEACHER_ROLE]
+    for seed in _unique([s for c in students for s in (c.seeds or matrix.seeds)]):
+        for pair in matrix.pairs:
+            for cell in students:
+                if cell.pair == pair and seed in (cell.seeds or matrix.seeds):
+                    weights = teacher_weights.get(pair)
+                    distils = load_cfg(cell.config, list(matrix.opts) + list(cell.opts)).DISTILLER.TYPE != "NONE"
+                    extra = ["DISTILLER.TEACHER_WEIGHTS", weights] if weights and distils else []
+                    runs.append(_run(matrix, cell, seed, extra))
+    folders = [r.folder for r in runs]
+    clash = next((f for f in folders if folders.count(f) > 1), None)
+    if clash:
+        raise ConfigError(f"two benchmark runs would share the folder {clash}; give their methods/pairs distinct labels")
+    return runs

@@ -1,0 +1,128 @@
+"""Benchmark tables: run methods x teacher/student pairs x seeds, then tabulate the output folders.
+
+    # a spec listing the runs (format: mdistiller/benchmark/spec.py), e.g. the demo's
+    python tools/benchmark.py --spec configs/demo/benchmark.yaml [--seeds 0 1 2]
+    # config files, one table cell each
+    python tools/benchmark.py --cfg configs/cifar100/kd/res56_res20.yaml configs/cifar100/sld/res56_res20.yaml
+    # names from the config tree: configs/<dataset>/<method>/<pair>.yaml ("A+B" stacks B onto A)
+    python tools/benchmark.py --methods KD DKD SLD --pairs res56_res20 res32x4_res8x4 --seeds 0 1 2
+    # tables only, from folders already there (also mdistiller's own output folders)
+    python tools/benchmark.py --report-only --runs-dir output/cifar100_baselines
+
+Runs that are complete are skipped and interrupted ones resumed, so the same command can be
+repeated or extended; --dry-run lists what would run. Results: results.md (papers' layout),
+results.csv (one row per run), results.json and results.png in --out (default: the project's
+output folder). Trailing KEY VALUE pairs override every run's config, as for tools/train.py.
+Exit codes: 0 done, 1 some runs failed, 2 bad input (one `error: ...` line).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+
+from mdistiller.errors import ConfigError, UserError  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Run a benchmark matrix and build its tables.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--spec", help="benchmark spec YAML (methods, pairs, seeds, project)")
+    what.add_argument("--cfg", nargs="+", metavar="YAML", help="config files, one cell each")
+    what.add_argument("--methods", nargs="+", metavar="NAME", help="methods (registered names, A+B stacks)")
+    what.add_argument("--runs-dir", nargs="+", metavar="DIR", help="tabulate existing run folders (implies --report-only)")
+    p.add_argument("--pairs", nargs="+", metavar="PAIR", help="with --methods: config names, e.g. res32x4_res8x4")
+    p.add_argument("--dataset", default="cifar100", help="with --methods: the config tree's dataset folder")
+    p.add_argument("--configs-dir", default="configs", help="with --methods: root of the config tree")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the spec's, else 0)")
+    p.add_argument("--project", help="EXPERIMENT.PROJECT of the runs (default: the spec's, else 'benchmark')")
+    p.add_argument("--out", help="where results.* go (default: <LOG.PREFIX>/<project>, or the --runs-dir)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and what would happen; train nothing")
+    p.add_argument("--report-only", action="store_true", help="train nothing; tables from the folders present")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (LOG.QUIET)")
+    p.add_argument("--no-chart", action="store_true", help="skip results.png")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
+    args = p.parse_args(argv)
+    if args.methods and not args.pairs:
+        p.error("--methods needs --pairs")
+    return args
+
+
+def build_matrix(args):
+    from mdistiller.benchmark import load_matrix, matrix_from_configs, matrix_from_names
+
+    opts = list(args.opts or []) + (["LOG.QUIET", "True"] if args.quiet else [])
+    if args.spec:
+        matrix = load_matrix(args.spec)
+        matrix.opts += opts
+        matrix.project = args.project or matrix.project
+        matrix.seeds = args.seeds or matrix.seeds
+        return matrix
+    seeds, project = args.seeds or [0], args.project or "benchmark"
+    if args.cfg:
+        return matrix_from_configs(args.cfg, seeds, project, opts)
+    return matrix_from_names(args.methods, args.pairs, seeds, project, args.dataset, args.configs_dir, opts)
+
+
+def discovered_results(dirs):
+    from mdistiller.benchmark import find_run_folders, read_run
+
+    results = []
+    for root in dirs:
+        if not os.path.isdir(root):
+            raise ConfigError(f"--runs-dir {root} is not a folder; pass the output folder of a project or of a run")
+        folders = find_run_folders(root)
+        if not folders:
+            raise ConfigError(f"--runs-dir {root} holds no run folders (none has worklog.txt or checkpoints)")
+        results += [read_run(f) for f in folders]
+    return results
+
+
+def report(results, out_dir, methods=None, pairs=None, chart=True):
+    from mdistiller.benchmark import accuracy_table, write_report
+
+    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart)
+    print()
+    print(accuracy_table(summary))
+    print()
+    for r in results:
+        if r.problems:
+            print(f"problem: {r.folder}: {'; '.join(r.problems)}")
+    print("results: " + ", ".join(paths[k] for k in ("md", "csv", "json", "chart") if k in paths))
+    if "chart_skipped" in paths:
+        print(paths["chart_skipped"])
+    return summary
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.runs_dir:
+            results = discovered_results(args.runs_dir)
+            report(results, args.out or args.runs_dir[0], chart=not args.no_chart)
+            return 0
+        from mdistiller.benchmark import collect_matrix, run_matrix
+        from mdistiller.benchmark.spec import plan_runs
+
+        matrix = build_matrix(args)
+        failures = []
+        if args.report_only:
+            runs = plan_runs(matrix)
+        else:
+            runs, counts, failures = run_matrix(matrix, dry_run=args.dry_run)
+            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
+                  if args.dry_run else
+                  f"ran {counts['start'] + counts['resume'] - len(failures)}, skipped {counts['skip']} complete, "
+                  f"{len(failures)} failed")
+            if args.dry_run:
+                return 0
+        out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))
+        report(collect_matrix(runs), out, matrix.methods, matrix.pairs, chart=not args.no_chart)
+        return 1 if failures else 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,10 +13,15 @@ the raw teacher logits instead (multi-temperature KD), to isolate the swap itsel
 
 Loss terms: "loss_ce", "loss_ts", "loss_ss" (zero until epoch > GAMMA; absent when
 STUDENT_SWAP is off). The prediction returned for train accuracy is the weak-view student's.
+
+Statistics (logged every epoch, not optimised; `analysis/swap_stats.py`): the teacher's swap
+rate and target rank per view and its per-class error, and with STUDENT_SWAP the same rates for
+the pseudo-teacher swap(z_s), also before GAMMA (what the swap would do once switched on).
 """
 import torch
 import torch.nn.functional as F
 
+from ..analysis.swap_stats import swap_statistics, teacher_statistics
 from .base import Distiller
 from .cfg_checks import check_bool, check_int, check_non_negative, check_temperatures
 from .losses import kd_loss, swap_logits
@@ -65,6 +70,8 @@ class SLD(Distiller):
             "loss_ce": self.ce_loss_weight * sum(F.cross_entropy(logits, target) for logits, _ in student_outs),
             "loss_ts": per_target[0],
         }
+        self.last_stats = teacher_statistics(teacher, target)  # side channel: analysis/stat_sums.py
         if self.student_swap:
+            self.last_stats.update(swap_statistics(student, target, "student"))
             losses["loss_ss"] = per_target[1] if len(targets) > 1 else per_target.new_zeros(())
         return student_outs[0][0], losses

@@ -4,7 +4,9 @@
 every view (`losses.swap_logits`: target and argmax exchange places where the teacher is wrong)
 before that distiller's losses see them. The registered variants serve ablations, e.g. KD_SWAP
 is the SLD authors' "KD" (swapped KD), DKD_SWAP decouples the swapped teacher instead.
+Like SLD, they report the teacher's swap statistics (`analysis/swap_stats.py`) every step.
 """
+from ..analysis.swap_stats import teacher_statistics
 from .dkd import DKD
 from .kd import KD
 from .losses import swap_logits
@@ -21,6 +23,7 @@ class SwappedTeacher:
     """Mixin: the parent distiller learns from the swapped teacher logits."""
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
+        self.last_stats = teacher_statistics([logits for logits, _ in teacher_outs], target)
         return super().distill(student_outs, swap_teacher_outputs(teacher_outs, target), target,
                                epoch=epoch, **kwargs)
 

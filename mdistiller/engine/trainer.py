@@ -27,6 +27,7 @@ from collections import OrderedDict
 
 import torch
 
+from ..analysis.stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from ..config import dump_cfg
 from ..errors import CheckpointError, UserError
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
@@ -117,6 +118,9 @@ class StudentRun:
         self.best_acc = -1.0  # mdistiller's start value
         self.events = None
         self.sums = None
+        self.stat_sources = stat_sources(distiller)  # distillers' logged statistics (swap rates, ...)
+        self.stat_sums = None
+        self.last_stats = {}  # the last epoch's statistics, for the end-of-training summary
         self._first_bad = self._bad_values = self._bad_names = None
 
     # ------------------------------------------------------------------ logs
@@ -138,6 +142,7 @@ class StudentRun:
     def begin_epoch(self):
         self.model.train()
         self.sums = RunningSums(self.device)
+        self.stat_sums = StatSums()
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
 
     def compute_losses(self, batch, epoch):
@@ -160,6 +165,7 @@ class StudentRun:
             self.sums.add(name if name == "loss" else "term/" + name, value, n)
         self.sums.add_sum("correct", (preds.detach().argmax(dim=1) == target).sum())
         self.sums.add_samples(n)
+        self.stat_sums.add(collect_stats(self.stat_sources))
         first_now = ~torch.isfinite(values[0]) & (self._first_bad < 0)
         self._first_bad = torch.where(first_now, iteration, self._first_bad)
         if self._bad_values is None or self._bad_values.shape != values.shape:
@@ -173,6 +179,8 @@ class StudentRun:
         stats = {"loss": means.get("loss", float("nan")), "acc": 100.0 * means.get("correct", 0.0),
                  "terms": {k[len("term/"):]: v for k, v in means.items() if k.startswith("term/")},
                  "count": count}
+        if info is not None:  # epoch end only: the statistics are not needed for progress bars
+            stats["stats"] = self.stat_sums.read(info)
         if not math.isfinite(stats["loss"]):
             self._raise_non_finite(epoch, iters)
         return stats
@@ -213,8 +221,11 @@ class StudentRun:
         values = OrderedDict([("train_acc", train["acc"]), ("train_loss", train["loss"]),
                               ("test_acc", test["top1"]), ("test_acc_top5", test["top5"]),
                               ("test_loss", test["loss"])])
-        append_epoch(self.files.worklog, epoch, lr, values)
+        self.last_stats = train.get("stats", {})
+        extra = scalar_stats(self.last_stats)
+        append_epoch(self.files.worklog, epoch, lr, OrderedDict([*values.items(), *extra.items()]))
         scalars = dict(values, lr=lr, throughput=images_per_s)
+        scalars.update({k.replace(".", "/"): v for k, v in extra.items()})
         scalars.update({f"loss_terms/{k}": v for k, v in train["terms"].items()})
         self.events.scalars(scalars, epoch)
         self.events.flush()
@@ -390,3 +401,6 @@ class Trainer:
             if self.info.is_main:
                 append_best(run.files.worklog, run.best_acc)
             say(f"best top-1 {run.best_acc:.2f} ({run.files.folder})", self.info.is_main)
+            for name, values in run.last_stats.items():
+                if isinstance(values, list):  # per-class statistics, e.g. the teacher's error
+                    say(worst_entries_line(name, values), self.info.is_main)

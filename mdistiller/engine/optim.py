@@ -10,6 +10,8 @@ Schedule (`lr_at`): epochs count from 1, as in mdistiller.
   cosine LR * (1 + cos(pi * progress)) / 2, per iteration, over the epochs after warm-up.
   warm-up (WARMUP_EPOCHS > 0) scales either schedule linearly, per iteration, from
          1/(warm-up iterations) to 1 over the first WARMUP_EPOCHS epochs.
+The `lr` logged per epoch (worklog, tensorboard "lr") is that of the epoch's first step; the
+per-iteration value is in tensorboard's "iter/lr".
 """
 import math
 

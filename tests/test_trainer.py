@@ -228,6 +228,16 @@ def test_custom_update_for_a_trainer(tmp_path, monkeypatch):
     assert calls == [["loss_ce", "loss_kd"]] * 4
 
 
+def test_dot_trainer_uses_its_optimizer_and_two_pass_update(tmp_path):
+    trainer = tiny_trainer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "dot", "SOLVER.EPOCHS", 1))
+    trainer.fit()
+    run = trainer.runs[0]
+    assert type(run.optimizer).__name__ == "DistillationOrientedTrainer"
+    assert run.update is trainer_module.TRAINER_UPDATES["dot"]
+    state = next(iter(run.optimizer.state.values()))
+    assert {"momentum_buffer", "momentum_kd_buffer"} <= set(state)  # both losses reached the weights
+
+
 def test_quiet_mode_prints_summaries_only(tmp_path, capsys):
     tiny_trainer(tiny_cfg(tmp_path, "SOLVER.EPOCHS", 1)).fit()
     out, err = capsys.readouterr()

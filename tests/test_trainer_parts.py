@@ -15,6 +15,7 @@ from mdistiller.engine import optim
 from mdistiller.engine.build import declared_views, input_views, needs_index
 from mdistiller.engine.checkpoint import extract_student_state_dict, save_atomic
 from mdistiller.engine.device import autocast, grad_scaler, resolve_device, to_device
+from mdistiller.engine.dot import DistillationOrientedTrainer
 from mdistiller.engine.evaluation import evaluate
 from mdistiller.engine.metrics import RunningSums, correct_counts
 from mdistiller.engine.run_folder import RunFiles, check_start, make_ready
@@ -62,20 +63,19 @@ def test_optimizers_follow_the_config(tmp_path):
     assert type(optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TYPE", "AdamW"), params)) is torch.optim.AdamW
 
 
-def test_frozen_parameters_are_left_out_and_trainer_optimizers_extend(tmp_path, monkeypatch):
+def test_frozen_parameters_are_left_out_and_trainer_optimizers_take_over(tmp_path, monkeypatch):
     net = TinyNet()
     net.fc.requires_grad_(False)
     opt = optim.build_optimizer(tiny_cfg(tmp_path), net.parameters())
     assert len(opt.param_groups[0]["params"]) == len(list(net.parameters())) - 2
     with pytest.raises(ConfigError, match="no learnable parameters"):
         optim.build_optimizer(tiny_cfg(tmp_path), [])
+    dot = optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "dot"), net.parameters())
+    assert isinstance(dot, DistillationOrientedTrainer)
     made = []
-    monkeypatch.setitem(optim.TRAINER_OPTIMIZERS, "dot", lambda cfg, p: made.append(len(p)) or "DOT")
-    assert optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "dot"), net.parameters()) == "DOT"
+    monkeypatch.setitem(optim.TRAINER_OPTIMIZERS, "crd", lambda cfg, p: made.append(len(p)) or "CRD")
+    assert optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "crd"), net.parameters()) == "CRD"
     assert made == [len(list(net.parameters())) - 2]
-    monkeypatch.delitem(optim.TRAINER_OPTIMIZERS, "dot")
-    with pytest.raises(ConfigError, match="SOLVER.TRAINER is 'dot'"):
-        optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "dot"), net.parameters())
 
 
 # ---------------------------------------------------------------- metrics / evaluation

@@ -1,8 +1,7 @@
 """Optimizers and learning-rate schedules.
 
 `build_optimizer(cfg, params)` is the one place optimizers are made. A trainer variant that
-needs its own optimizer (DOT: SOLVER.TRAINER "dot") registers a builder in
-`TRAINER_OPTIMIZERS[trainer_name]`.
+needs its own optimizer has a builder in `TRAINER_OPTIMIZERS[trainer_name]` (DOT: "dot").
 
 Schedule (`lr_at`): epochs count from 1, as in mdistiller.
   step   LR * LR_DECAY_RATE ** (number of LR_DECAY_STAGES < epoch), constant within an epoch —
@@ -18,6 +17,7 @@ import math
 import torch
 
 from ..errors import ConfigError
+from .dot import build_dot_optimizer
 
 
 def _sgd(cfg, params):
@@ -35,7 +35,8 @@ def _adamw(cfg, params):
 
 
 OPTIMIZERS = {"SGD": _sgd, "Adam": _adam, "AdamW": _adamw}
-TRAINER_OPTIMIZERS = {}  # SOLVER.TRAINER name -> builder(cfg, params), for trainers with their own optimizer
+# SOLVER.TRAINER name -> builder(cfg, params), for trainers with their own optimizer
+TRAINER_OPTIMIZERS = {"dot": build_dot_optimizer}
 
 
 def build_optimizer(cfg, params):
@@ -44,13 +45,8 @@ def build_optimizer(cfg, params):
     if not params:
         raise ConfigError(f"distiller {cfg.DISTILLER.TYPE} has no learnable parameters; "
                           "check DISTILLER.STUDENT")
-    trainer = cfg.SOLVER.TRAINER
-    if trainer in TRAINER_OPTIMIZERS:
-        return TRAINER_OPTIMIZERS[trainer](cfg, params)
-    if trainer not in ("base", "ours", "crd"):
-        raise ConfigError(f"config key SOLVER.TRAINER is {trainer!r}, which is not available in this build; "
-                          "use base, ours or crd")
-    return OPTIMIZERS[cfg.SOLVER.TYPE](cfg, params)
+    build = TRAINER_OPTIMIZERS.get(cfg.SOLVER.TRAINER, OPTIMIZERS[cfg.SOLVER.TYPE])
+    return build(cfg, params)
 
 
 def lr_at(cfg, epoch, iteration=0, iters_per_epoch=1):

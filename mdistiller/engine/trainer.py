@@ -32,6 +32,7 @@ from ..config import dump_cfg
 from ..errors import CheckpointError, UserError
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
 from .device import autocast, compile_networks, grad_scaler, prepare_model, to_device
+from .dot import dot_update
 from .distributed import DistInfo, all_gather_object, barrier, broadcast_object, wrap_ddp
 from .evaluation import evaluate
 from .metrics import RunningSums
@@ -73,7 +74,7 @@ def backward_step(run, losses):
 
 # SOLVER.TRAINER name -> update(run, losses) -> total loss, for trainers whose update is not one
 # backward + one step (DOT back-propagates its two losses separately). Default: backward_step.
-TRAINER_UPDATES = {}
+TRAINER_UPDATES = {"dot": dot_update}
 
 
 def as_batch_dict(batch):

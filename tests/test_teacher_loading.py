@@ -180,3 +180,14 @@ def test_load_weights_accepts_a_student_best_style_file(tmp_path):
     torch.save({"model": state}, path)
     fresh = create_model("wrn_16_1", 100)
     assert _same_weights(load_weights(fresh, path), state)
+
+
+def test_teacher_weights_may_be_a_full_run_checkpoint(tmp_path):
+    """A run's `best`/`latest` holds the whole distiller (student.* and teacher.* keys): the
+    student part is what a new teacher should be."""
+    _, student_state = _model_and_state("resnet8", seed=3)
+    _, other_state = _model_and_state("resnet8", seed=4)
+    full = {f"student.{k}": v for k, v in student_state.items()}
+    full.update({f"teacher.{k}": v for k, v in other_state.items()})
+    torch.save({"epoch": 3, "model": full, "optimizer": {}, "best_acc": 12.5}, tmp_path / "best")
+    assert _same_weights(load_teacher(_cfg("resnet8", weights=str(tmp_path / "best"))), student_state)

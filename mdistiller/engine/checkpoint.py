@@ -10,6 +10,7 @@ destroys the previous file.
 import argparse
 import os
 import pickle
+import re
 import tempfile
 
 import numpy as np
@@ -23,6 +24,10 @@ def _safe_globals():
     core = getattr(np, "_core", None) or getattr(np, "core")
     allowed.append(core.multiarray.scalar)
     allowed.append(core.multiarray._reconstruct)
+    # Files written under numpy 1.x (all published mdistiller/RepDistiller checkpoints) name these
+    # functions "numpy.core.multiarray.*"; numpy 2 moved them to numpy._core, so allow both names.
+    allowed.append((core.multiarray.scalar, "numpy.core.multiarray.scalar"))
+    allowed.append((core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"))
     # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType, ...)
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
@@ -39,9 +44,11 @@ def load_checkpoint(path, map_location="cpu"):
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torch's message is several lines of advice; the useful part is the refused global's name.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"a pickled {found.group(1)}" if found else "objects"
         raise CheckpointError(
-            f"checkpoint {path} holds objects that are not safe to load ({first[:200]}); "
+            f"checkpoint {path} holds {what} that is not safe to load; "
             "re-save it with only tensors, numbers, strings and argparse.Namespace") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

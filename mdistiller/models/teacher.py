@@ -1,13 +1,14 @@
 """Building a teacher network with its trained weights.
 
 Where the weights come from, first match wins:
-  1. DISTILLER.TEACHER_WEIGHTS (any checkpoint `load_weights` understands, e.g. a student_best);
+  1. DISTILLER.TEACHER_WEIGHTS (any checkpoint `load_weights` understands, e.g. a student_best,
+     or the student part of a run's full best/latest);
   2. the zoo default: mdistiller's `download_ckpts/...` path (relative to the working directory)
      for CIFAR-100 and Tiny-ImageNet teachers, torchvision's IMAGENET1K_V1 weights for ImageNet.
 """
 import os
 
-from ..engine.checkpoint import load_weights
+from ..engine.checkpoint import extract_student_state_dict, load_weights
 from ..errors import CheckpointError, ConfigError
 from .registry import model_entry
 
@@ -58,7 +59,8 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path=""):
         if not os.path.isfile(weights_path):
             raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
                                   "point it to a teacher checkpoint (e.g. a run's student_best)")
-        model = load_weights(constructor(num_classes=num_classes), weights_path)
+        # A run's full `best`/`latest` works too: its student part is the classifier.
+        model = load_weights(constructor(num_classes=num_classes), weights_path, extract=extract_student_state_dict)
     elif dataset == "imagenet":
         model = constructor(num_classes=num_classes, pretrained=True)
     elif default_path is None:

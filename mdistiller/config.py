@@ -222,6 +222,11 @@ def _coerce(default, value, key):
         raise ConfigError(f"config key {key} expects {type(default).__name__}, got {_describe(value)}")
     if isinstance(default, float) and isinstance(value, numbers.Real):
         return float(value)  # YAML "LR: 1" is an int; a float key accepts it
+    if isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)  # PyYAML reads "1e-3" (no dot) as a string
+        except ValueError:
+            pass
     if isinstance(default, int) and isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
@@ -353,6 +358,21 @@ def run_name(cfg):
     return cfg.EXPERIMENT.NAME if cfg.EXPERIMENT.NAME else cfg.EXPERIMENT.TAG
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No `&id001` anchors: equal default tuples (FITNET/VID.INPUT_SIZE) are one object."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _plain(node):
+    if isinstance(node, CN):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, tuple):
+        return list(node)
+    return node
+
+
 def dump_cfg(cfg):
-    """The resolved config as YAML text (saved beside the outputs)."""
-    return cfg.dump()
+    """The resolved config as YAML text (saved beside the outputs; loads back with load_cfg)."""
+    return yaml.dump(_plain(cfg), Dumper=_PlainDumper, default_flow_style=None, sort_keys=False)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mdistiller.config import get_cfg_defaults, load_cfg, merge_opts, run_name
+from mdistiller.config import dump_cfg, get_cfg_defaults, load_cfg, merge_opts, run_name
 from mdistiller.errors import ConfigError
 
 HERE = os.path.dirname(__file__)
@@ -125,3 +125,23 @@ def test_odd_number_of_opts():
     with pytest.raises(ConfigError) as e:
         merge_opts(cfg, ["SOLVER.EPOCHS"])
     assert "SOLVER.EPOCHS" in _message(e)
+
+
+def test_float_keys_accept_exponent_strings(tmp_path):
+    cfg = load_cfg(None, ["SOLVER.LR", "1e-3"])
+    assert cfg.SOLVER.LR == 1e-3
+    p = tmp_path / "exp.yaml"
+    p.write_text("SOLVER:\n  WEIGHT_DECAY: 5e-4\n")
+    assert load_cfg(str(p)).SOLVER.WEIGHT_DECAY == 5e-4
+    with pytest.raises(ConfigError):
+        load_cfg(None, ["SOLVER.LR", "fast"])
+
+
+def test_dump_round_trips_without_anchors(tmp_path):
+    cfg = load_cfg(None, ["SOLVER.EPOCHS", "7", "DISTILLER.STACK", "[AT]"])
+    text = dump_cfg(cfg)
+    assert "&id" not in text and "*id" not in text
+    p = tmp_path / "resolved.yaml"
+    p.write_text(text)
+    again = load_cfg(str(p))
+    assert again == cfg

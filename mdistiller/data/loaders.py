@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..errors import ConfigError
-from . import cifar100, imagefolder, imagenet, tiny_imagenet
+from . import cifar100, demo, imagefolder, imagenet, tiny_imagenet
 from .datasets import ContrastSampler, EvalDataset, TrainDataset, stratified_subset
 from .transforms import test_view, train_views
 
@@ -24,6 +24,7 @@ BUILDERS = {
     "imagenet": imagenet.build,
     "tiny_imagenet": tiny_imagenet.build,
     "imagefolder": imagefolder.build,
+    "demo": demo.build,  # digits bundled in an installed package (demo.py)
 }
 TRAIN, TEST = 0, 1  # roles: keep the train and test streams (generators, subsets) apart
 

@@ -1,6 +1,7 @@
 """Name -> architecture lookup across the three zoos, with one-line errors for unknown names."""
 from ..errors import ConfigError
 from .cifar import cifar_model_dict
+from .demo import demo_model_dict
 from .imagenet import imagenet_model_dict
 from .tiny_imagenet import tiny_imagenet_model_dict
 
@@ -16,6 +17,8 @@ _ZOO_OF_DATASET = {
 
 
 def _registry(dataset):
+    if dataset == "demo":  # the demo's small CNNs (models/demo.py), then every CIFAR architecture
+        return {**demo_model_dict, **{name: (ctor, None) for name, (ctor, _) in cifar_model_dict.items()}}
     zoo = _ZOO_OF_DATASET.get(dataset)
     if zoo is None:
         raise ConfigError(f"config key DATASET.TYPE is {dataset!r}; models exist for {', '.join(_ZOO_OF_DATASET)}")

@@ -1,0 +1,119 @@
+"""The reproduction report: published numbers beside a fake results folder (complete, partial,
+shortened, subset, missing and unmatched cells), and the data file itself."""
+import os
+
+import pytest
+
+from mdistiller.benchmark import find_run_folders, read_run
+from mdistiller.benchmark.paper import PAPER_RESULTS, load_paper_results, paper_comparison
+from mdistiller.config import dump_cfg, load_cfg
+from mdistiller.engine.worklog import append_best, append_epoch
+
+TOY_PAPER = {
+    "recipes": {"cifar100": {"epochs": 240}},
+    "results": [
+        {"dataset": "cifar100", "teacher": "resnet32x4", "student": "resnet8x4", "method": "KD", "top1": 73.33,
+         "source": "paper A"},
+        {"dataset": "cifar100", "teacher": "resnet32x4", "student": "resnet8x4", "method": "MLKD", "top1": 77.08,
+         "source": "paper A"},
+        {"dataset": "cifar100", "teacher": "resnet32x4", "student": "resnet8x4", "method": "SLD", "top1": 77.69,
+         "source": "paper A"},
+        {"dataset": "cifar100", "teacher": "resnet56", "student": "resnet20", "method": "KD", "top1": 70.66,
+         "source": "paper B"},
+    ],
+}
+
+
+def fake_run(root, name, method, accs, epochs=240, finished=True, teacher="resnet32x4", student="resnet8x4",
+             dataset="cifar100", subset=0, seed=0):
+    """A run folder as the trainer leaves it: config.yaml and a worklog (accs = test top-1 per epoch)."""
+    folder = os.path.join(root, name)
+    os.makedirs(folder)
+    cfg = load_cfg(None, ["DISTILLER.TYPE", method, "DISTILLER.TEACHER", teacher, "DISTILLER.STUDENT", student,
+                          "DATASET.TYPE", dataset, "SOLVER.EPOCHS", epochs, "DATASET.TRAIN_SUBSET", subset,
+                          "SEED", seed])
+    with open(os.path.join(folder, "config.yaml"), "w") as f:
+        f.write(dump_cfg(cfg))
+    for epoch, acc in enumerate(accs, 1):
+        append_epoch(os.path.join(folder, "worklog.txt"), epoch, 0.05, {"test_acc": acc, "test_acc_top5": 99.0})
+    if finished:
+        append_best(os.path.join(folder, "worklog.txt"), max(accs))
+    return folder
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = str(tmp_path)
+    full = [50.0] * 239
+    fake_run(root, "sld0", "SLD", full + [77.5], seed=0)
+    fake_run(root, "sld1", "SLD", full + [77.9], seed=1)
+    fake_run(root, "sld2", "SLD", full[:100], finished=False, seed=2)  # stopped early: not counted
+    fake_run(root, "kdours", "KD_ours", [70.0, 76.0], epochs=2)  # MLKD's other name, shortened
+    fake_run(root, "kdsub", "KD", [60.0] * 240, subset=5000)  # full schedule, train subset
+    fake_run(root, "dkd_r56", "DKD", [71.0] * 240, teacher="resnet56", student="resnet20")  # no published DKD
+    fake_run(root, "demo", "SLD", [90.0, 95.0], epochs=2, teacher="demo_cnn_large", student="demo_cnn_tiny",
+             dataset="demo")
+    return [read_run(f) for f in find_run_folders(root)]
+
+
+def table_rows(text):
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Dataset")]
+    return {tuple(c.strip() for c in line.strip("|").split("|"))[:3]: [c.strip() for c in line.strip("|").split("|")]
+            for line in rows if not line.startswith("| ---")}
+
+
+def test_report_puts_published_numbers_beside_ours(results):
+    text = paper_comparison(results, TOY_PAPER)
+    rows = table_rows(text)
+    pair = "resnet32x4 → resnet8x4"
+    assert rows[("cifar100", pair, "SLD")] == ["cifar100", pair, "SLD", "77.69", "77.70 ± 0.28", "+0.01", "2/3",
+                                               "1 of 3 runs incomplete"]
+    assert rows[("cifar100", pair, "MLKD")] == ["cifar100", pair, "MLKD", "77.08", "76.00‡", "-1.08", "1/1",
+                                                "shortened schedule: 2 of 240 epochs"]
+    assert rows[("cifar100", pair, "KD")] == ["cifar100", pair, "KD", "73.33", "60.00‡", "-13.33", "1/1",
+                                              "train subset of 5000 images"]
+    # resnet56 -> resnet20 was run (DKD), so its published KD shows as a missing cell
+    assert rows[("cifar100", "resnet56 → resnet20", "KD")] == ["cifar100", "resnet56 → resnet20", "KD", "70.66", "—",
+                                                              "—", "0", "not run"]
+    assert rows[("cifar100", "resnet56 → resnet20", "DKD")][3:7] == ["—", "71.00", "—", "1/1"]
+    assert rows[("demo", "demo_cnn_large → demo_cnn_tiny", "SLD")][3:8] == ["—", "95.00", "—", "1/1", ""]
+    order = list(rows)
+    assert order[:4] == [("cifar100", pair, m) for m in ("KD", "MLKD", "SLD")] + [("cifar100", "resnet56 → resnet20", "KD")]
+    assert "Published numbers: paper A; paper B" in text and "No run matches" not in text
+
+
+def test_report_without_matching_runs_lists_the_published_settings(results):
+    text = paper_comparison([r for r in results if r.pair.startswith("demo")], TOY_PAPER)
+    assert len(table_rows(text)) == 1
+    assert ("No run matches a published setting; those are: cifar100 resnet32x4 → resnet8x4, "
+            "cifar100 resnet56 → resnet20.") in text
+
+
+def test_runs_without_config_match_on_their_pair_label(tmp_path, results):
+    sld = next(r for r in results if r.folder.endswith("sld0"))
+    os.remove(os.path.join(sld.folder, "config.yaml"))
+    moved = read_run(sld.folder, method="SLD", pair="resnet32x4 -> resnet8x4", planned_epochs=240)
+    rows = table_rows(paper_comparison([moved], TOY_PAPER))
+    assert rows[("cifar100", "resnet32x4 → resnet8x4", "SLD")][3:7] == ["77.69", "77.50", "-0.19", "1/1"]
+
+
+def test_teacher_rows_are_left_out(results):
+    next(r for r in results if r.folder.endswith("sld0")).role = "teacher"
+    rows = table_rows(paper_comparison(results, TOY_PAPER))
+    assert rows[("cifar100", "resnet32x4 → resnet8x4", "SLD")][6] == "1/2"
+
+
+def test_the_shipped_numbers_are_those_of_the_sld_docs():
+    paper = load_paper_results()
+    assert os.path.isfile(PAPER_RESULTS) and paper["recipes"]["cifar100"]["epochs"] == 240
+    got = {(e["dataset"], e["teacher"], e["student"], e["method"]): e["top1"] for e in paper["results"]}
+    assert got[("cifar100", "resnet32x4", "resnet8x4", "SLD")] == 77.69
+    assert got[("cifar100", "resnet32x4", "resnet8x4", "MLKD")] == 77.08
+    assert got[("imagenet", "ResNet34", "ResNet18", "SLD")] == 73.83
+    assert got[("cifar100", "ResNet50", "MobileNetV2", "DKD")] == 70.35
+    assert len(got) == len(paper["results"]) == 25  # no setting twice
+    from mdistiller.models import cifar_model_dict, imagenet_model_dict
+
+    for (dataset, teacher, student, _) in got:
+        zoo = cifar_model_dict if dataset == "cifar100" else imagenet_model_dict
+        assert teacher in zoo and student in zoo  # the repository's architecture names

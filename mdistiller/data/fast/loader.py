@@ -1,0 +1,218 @@
+"""The fast loader: the whole split as a uint8 tensor on the training device, augmented there.
+
+Per epoch a permutation is drawn on the device and a rank takes its shard. Samples are
+augmented a *block* (several batches) at a time — every op is one batched call per block, so
+per-call overhead is shared by many images — and each block is cut into batches in the
+trainer's format: {"image": T} (one view) or {"image_weak": T, "image_strong": T} (two views),
+plus "target" (long) and "index" (long, position in the training set).
+
+Reproducibility: the permutation is seeded from (SEED, epoch), the same on every rank; block k's
+augmentations from (SEED, epoch, rank, k). A run repeats exactly for the same seed, device
+type, world size and block size, whatever the number of workers.
+
+Workers: on the CPU, `num_workers` threads make the next blocks while the trainer consumes the
+current one (like the PIL DataLoader's worker processes; threads need no inter-process copies,
+and torch ops release the GIL). On an accelerator blocks are made in the main thread: the
+device runs the kernels asynchronously anyway.
+
+On the CPU each block is made on one intra-op thread: its tensors are small, so splitting ops
+over threads gains little, and while other processes load the cores an OpenMP barrier can stall
+a whole time slice per op (measured: 20-50x slower on the 2-core CI machine).
+"""
+import collections
+import contextlib
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from ...errors import ConfigError
+from . import augment, ops
+
+DEFAULT_BLOCK = {"cpu": 512}  # samples augmented per call; other devices use ACCELERATOR_BLOCK
+ACCELERATOR_BLOCK = 8192
+BLOCKS_AHEAD_PER_WORKER = 2  # as DataLoader's prefetch_factor
+VIEW_KEYS = {1: ("image",), 2: ("image_weak", "image_strong")}
+
+
+def derived_seed(*entropy):
+    """A 63-bit seed mixing the given integers (numpy's SeedSequence: nearby inputs give
+    unrelated streams)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def device_generator(device, seed):
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@contextlib.contextmanager
+def one_cpu_thread(device, threads_after):
+    """CPU tensor ops of this thread run on one intra-op thread inside the block (see the
+    module docstring); afterwards `threads_after`. (torch.set_num_threads acts on the calling
+    thread and sets the count that threads created later start with — hence an explicit value
+    to restore, rather than whatever a worker thread happened to start with.)"""
+    if device.type != "cpu":
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads_after)
+
+
+def images_to_tensor(images, device):
+    """(N, H, W, C) uint8 array -> (N, C, H, W) uint8 tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
+
+
+def shard_order(num_samples, seed, epoch, rank, world_size, device):
+    """This rank's sample order for `epoch`, as DistributedSampler(shuffle=True) builds it: one
+    permutation shared by all ranks, padded with its own first entries to a multiple of
+    world_size, rank r taking positions r, r + world_size, ... (equal length on every rank)."""
+    order = torch.randperm(num_samples, generator=device_generator(device, derived_seed(seed, epoch)),
+                           device=device)
+    total = math.ceil(num_samples / world_size) * world_size
+    if total > num_samples:
+        order = torch.cat([order, order[: total - num_samples]])
+    return order[rank:total:world_size]
+
+
+class FastTrainLoader:
+    """Iterable of training batches; `len()` is the number of batches per epoch on this rank.
+
+    images: (N, C, H, W) uint8 tensor on the device; targets: (N,) long tensor there.
+    Call `set_epoch(epoch)` before each epoch (a new permutation and new draws); without it,
+    every pass over the loader moves on to the next epoch number by itself.
+    """
+
+    def __init__(self, images, targets, batch_size, views, mean, std, seed=0, rank=0, world_size=1,
+                 num_workers=0, block_size=None, table=None, dtype=torch.float32, channels_last=False):
+        if views not in VIEW_KEYS:
+            raise ValueError(f"views must be 1 or 2, got {views!r}")
+        self.images, self.targets = images, targets
+        self.batch_size, self.views = batch_size, views
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.device = images.device
+        self.num_workers = num_workers if self.device.type == "cpu" else 0
+        block = block_size or DEFAULT_BLOCK.get(self.device.type, ACCELERATOR_BLOCK)
+        self.block_size = max(1, block // batch_size) * batch_size  # whole batches
+        self.table = table or augment.OpTable()
+        self.dtype, self.channels_last = dtype, channels_last
+        self.epoch = 0
+        self.per_rank = math.ceil(len(targets) / world_size)
+        # A last batch of one sample would make BatchNorm fail in training: drop only that case
+        # (the PIL loaders do the same).
+        self.drop_last = self.per_rank % batch_size == 1
+
+    def __len__(self):
+        return self.per_rank // self.batch_size if self.drop_last else math.ceil(self.per_rank / self.batch_size)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def state_dict(self):
+        """All the loader's randomness follows from the epoch number (for exact resumes)."""
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.epoch = int(state["epoch"])
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        order = shard_order(len(self.targets), self.seed, epoch, self.rank, self.world_size, self.device)
+        order = order[: len(self) * self.batch_size]
+        num_blocks = math.ceil(len(order) / self.block_size)
+        threads = torch.get_num_threads()
+
+        def block(k):
+            rows = order[k * self.block_size:(k + 1) * self.block_size]
+            generator = device_generator(self.device, derived_seed(self.seed, epoch, self.rank, k))
+            with one_cpu_thread(self.device, threads):
+                return self.make_block(rows, generator)
+
+        if not self.num_workers:
+            for k in range(num_blocks):
+                yield from self._batches(block(k))
+            return
+        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="fast-loader")
+        try:
+            ahead = min(num_blocks, BLOCKS_AHEAD_PER_WORKER * self.num_workers)
+            pending = collections.deque(pool.submit(block, k) for k in range(ahead))
+            for k in range(ahead, num_blocks + ahead):
+                made = pending.popleft().result()
+                if k < num_blocks:
+                    pending.append(pool.submit(block, k))
+                yield from self._batches(made)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _batches(self, block):
+        for start in range(0, block["target"].shape[0], self.batch_size):
+            yield {key: value[start:start + self.batch_size] for key, value in block.items()}
+
+    def make_block(self, rows, generator):
+        """The views (normalised), targets and indices of samples `rows`, all at once."""
+        images = self.images.index_select(0, rows)  # much faster than images[rows] on the CPU
+        views = [augment.weak_view(images, generator)]
+        if self.views == 2:
+            views.append(augment.strong_view(images, generator, self.table))
+        block = {key: ops.normalize(view, self.mean, self.std, self.dtype, self.channels_last)
+                 for key, view in zip(VIEW_KEYS[self.views], views)}
+        block["target"] = self.targets.index_select(0, rows)
+        block["index"] = rows
+        return block
+
+
+class FastTestLoader:
+    """Iterable of normalised `(image, target)` test batches on the device, in dataset order."""
+
+    def __init__(self, images, targets, batch_size, mean, std, dtype=torch.float32, channels_last=False):
+        self.images, self.targets, self.batch_size = images, targets, batch_size
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.dtype, self.channels_last = dtype, channels_last
+
+    def __len__(self):
+        return math.ceil(len(self.targets) / self.batch_size)
+
+    def __iter__(self):
+        for start in range(0, len(self.targets), self.batch_size):
+            end = start + self.batch_size
+            image = ops.normalize(self.images[start:end], self.mean, self.std, self.dtype, self.channels_last)
+            yield image, self.targets[start:end]
+
+
+def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=None):
+    """`DATASET.LOADER: fast` — (train_loader, test_loader, num_data, num_classes), like
+    `mdistiller.data.build_loaders` but with the data and the augmentation on `device`
+    (default: from the DEVICE key). DATASET.TRAIN/TEST_SUBSET are honoured (same stratified
+    subsets as the PIL loaders); each rank gets SOLVER.BATCH_SIZE / world_size samples per step.
+    """
+    from ...engine.device import resolve_device
+    from ..loaders import build_sources
+
+    if cfg.DATASET.TYPE != "cifar100":
+        raise ConfigError(f"config key DATASET.LOADER is 'fast', which supports DATASET.TYPE cifar100 only "
+                          f"(got {cfg.DATASET.TYPE!r}); use DATASET.LOADER pil")
+    if with_index:
+        raise ConfigError("config key DATASET.LOADER is 'fast', which does not draw CRD's contrastive indices; "
+                          "use DATASET.LOADER pil for CRD")
+    if cfg.SOLVER.BATCH_SIZE % world_size:
+        raise ConfigError(f"config key SOLVER.BATCH_SIZE is {cfg.SOLVER.BATCH_SIZE}, which {world_size} processes "
+                          f"cannot share evenly; use a multiple of {world_size}")
+    device = torch.device(device) if device is not None else resolve_device(cfg.DEVICE)
+    train, test, classes, spec = build_sources(cfg)
+    layout = dict(channels_last=cfg.SOLVER.CHANNELS_LAST)
+    train_loader = FastTrainLoader(
+        images_to_tensor(train.images, device), torch.as_tensor(train.labels, device=device),
+        cfg.SOLVER.BATCH_SIZE // world_size, views, spec.mean, spec.std, seed=cfg.SEED, rank=rank,
+        world_size=world_size, num_workers=cfg.DATASET.NUM_WORKERS, **layout)
+    test_loader = FastTestLoader(
+        images_to_tensor(test.images, device), torch.as_tensor(test.labels, device=device),
+        cfg.DATASET.TEST.BATCH_SIZE, spec.mean, spec.std, **layout)
+    return train_loader, test_loader, len(train), len(classes)

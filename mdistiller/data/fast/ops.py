@@ -1,0 +1,327 @@
+"""Batched image ops on uint8 tensors that reproduce PIL's results, one magnitude per sample.
+
+Images are uint8 tensors of shape (N, C, H, W) on any device; every RandAugment op here takes
+a per-sample magnitude vector (N,), so each sample gets its own magnitude in one call
+(torchvision v2 / kornia draw one op and magnitude for the whole batch: another distribution).
+Nothing here reads a tensor value back to the host, so a GPU never waits for the CPU.
+
+PIL conventions matched bit for bit (checked against Pillow and against the official outputs in
+shared/compat/official_augment_ops.npz):
+  * AFFINE transforms (rotate, shear, translate) map the *centre* (x + 0.5, y + 0.5) of each
+    output pixel to input coordinates, take the input pixel containing that point (nearest)
+    and fill black outside — in 16.16 fixed point for rotations and shears, as PIL does;
+  * ImageEnhance blends as `uint8(float32(degenerate + f * (image - degenerate)))` — float32,
+    truncated (factors in [0, 1] never need clipping);
+  * grayscale (mode "L") is `(19595 R + 38470 G + 7471 B + 32768) >> 16`;
+  * the SMOOTH filter rounds `sum(kernel * x) / 13` to nearest and leaves the border pixels;
+  * autocontrast/equalize build PIL's per-channel lookup tables from the histograms.
+"""
+import functools
+
+import torch
+import torch.nn.functional as F
+
+
+@functools.lru_cache(maxsize=None)
+def constant(values, dtype, device):
+    """A small constant tensor, made once per (values, dtype, device). Built from Python data
+    on every call it would be copied host -> device each time, and a blocking copy from
+    pageable memory first waits for the device to finish its queue."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+# ------------------------------------------------------------------------ pixel gathers
+# Geometric ops gather from a zero-padded copy of the image: every source pixel that falls
+# outside the image is clamped onto the zero border, so no mask (comparisons and `where` are
+# slow on the CPU) is needed for the black fill.
+
+
+def _gather_padded(padded, index):
+    """(N, C, Hp, Wp) images, (N, H*W) long flat indices into Hp*Wp -> (N, C, H*W)."""
+    n, c = padded.shape[:2]
+    return padded.reshape(n, c, -1).gather(2, index.unsqueeze(1).expand(n, c, index.shape[1]))
+
+
+def crop_flip(images, offsets, flips, pad):
+    """torchvision's RandomCrop(size, padding=pad) (zero fill) then a horizontal flip, per sample.
+
+    offsets: (N, 2) long, the crop's top-left corner (row, column) in the padded image, each in
+    [0, 2*pad]; flips: (N,) bool.
+    """
+    n, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = torch.arange(h, device=images.device, dtype=torch.int32)
+    cols = torch.arange(w, device=images.device, dtype=torch.int32)
+    rows = (rows + offsets[:, :1].int()) * (w + 2 * pad)  # (N, H); int32 math is much faster
+    cols = torch.where(flips.unsqueeze(1), w - 1 - cols, cols) + offsets[:, 1:].int()  # (N, W)
+    index = (rows.unsqueeze(2) + cols.unsqueeze(1)).view(n, h * w).long()
+    return _gather_padded(padded, index).view(n, c, h, w)
+
+
+def affine(images, matrices, fixed_point):
+    """PIL's `Image.transform(size, AFFINE, (a, b, c, d, e, f))` (nearest, black fill), per sample.
+
+    matrices: (N, 6) float64; output pixel (x, y) reads the input pixel containing the point
+    (a X + b Y + c, d X + e Y + f) for its centre X = x + 0.5, Y = y + 0.5. PIL computes that
+    point on one of two paths:
+      * b = d = 0 (translations): in double precision (ImagingScaleAffine) — fixed_point False;
+      * otherwise (rotations, shears): in 16.16 fixed point (affine_fixed) — fixed_point True:
+        coefficients rounded to 1/65536, integer coordinates taken as `>> 16`. Integer-valued
+        float64 is exact here (all values < 2**53), so a matrix product computes it exactly.
+    """
+    n, c, h, w = images.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=images.device, dtype=torch.float64),
+                            torch.arange(w, device=images.device, dtype=torch.float64), indexing="ij")
+    pixels = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)])  # (3, H*W)
+    m = matrices.view(n, 2, 3)
+    if fixed_point:
+        offset = m[:, :, 2] + 0.5 * (m[:, :, 0] + m[:, :, 1])  # the half-pixel moves into the offset
+        m = torch.floor(torch.cat([m[:, :, :2], offset.unsqueeze(2)], dim=2) * 65536 + 0.5)
+        source = torch.floor(torch.matmul(m, pixels) / 65536)  # (N, 2, H*W): source x, y
+    else:
+        centres = pixels + constant((0.5, 0.5, 0.0), torch.float64, images.device).view(3, 1)
+        source = torch.floor(torch.matmul(m, centres))
+    # Shift by one into a 1-pixel zero border; anything further out lands on the border.
+    x = source[:, 0].clamp_(-1, w).add_(1)
+    y = source[:, 1].clamp_(-1, h).add_(1)
+    index = y.mul_(w + 2).add_(x).long()
+    return _gather_padded(F.pad(images, (1, 1, 1, 1)), index).view(n, c, h, w)
+
+
+def _stack_rows(*columns):
+    """(N, 6) float64 matrices from six columns, each a (N,) tensor or a constant."""
+    like = next(col for col in columns if torch.is_tensor(col)).double()
+    return torch.stack([col.double() if torch.is_tensor(col) else torch.full_like(like, col)
+                        for col in columns], dim=1)
+
+
+def identity_matrix(n, device):
+    return constant((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), torch.float64, device).expand(n, 6)
+
+
+# Matrices (N, 6) for `affine`, from per-sample magnitudes v (N,) and the image size.
+def rotate_matrix(v, height, width):
+    """`img.rotate(v)`: counter-clockwise by v degrees about (W/2, H/2), same size.
+    PIL builds the inverse rotation from cos/sin rounded to 15 decimals; so do we."""
+    theta = -torch.deg2rad(v.double() % 360.0)
+    cos = torch.round(torch.cos(theta), decimals=15)
+    sin = torch.round(torch.sin(theta), decimals=15)
+    cx, cy = width / 2.0, height / 2.0
+    return _stack_rows(cos, sin, cos * -cx + sin * -cy + cx, -sin, cos, -sin * -cx + cos * -cy + cy)
+
+
+def shear_x_matrix(v, height, width):
+    return _stack_rows(1.0, v, 0.0, 0.0, 1.0, 0.0)
+
+
+def shear_y_matrix(v, height, width):
+    return _stack_rows(1.0, 0.0, 0.0, v, 1.0, 0.0)
+
+
+def translate_x_matrix(v, height, width):
+    """Shift by v * width pixels (positive v moves the content left, as in PIL)."""
+    return _stack_rows(1.0, 0.0, v * width, 0.0, 1.0, 0.0)
+
+
+def translate_y_matrix(v, height, width):
+    return _stack_rows(1.0, 0.0, 0.0, 0.0, 1.0, v * height)
+
+
+# ------------------------------------------------------------------------ lookup tables
+
+
+def apply_lut(images, lut):
+    """images (N, C, H, W) uint8, lut (N, C, 256) integer -> uint8 images."""
+    n, c, h, w = images.shape
+    out = lut.to(torch.uint8).gather(2, images.reshape(n, c, h * w).long())
+    return out.view(n, c, h, w)
+
+
+def channel_histograms(images):
+    """(N, C, 256) long: per sample and channel, the count of each grey level."""
+    n, c, h, w = images.shape
+    hist = torch.zeros(n * c, 256, dtype=torch.long, device=images.device)
+    ones = torch.ones(1, 1, dtype=torch.long, device=images.device).expand(n * c, h * w)
+    hist.scatter_add_(1, images.reshape(n * c, h * w).long(), ones)
+    return hist.view(n, c, 256)
+
+
+def _lowest_highest_level(hist):
+    """Lowest and highest grey level present in each histogram, (..., 1) long each."""
+    cumulative = hist.cumsum(-1)
+    lo = (cumulative == 0).sum(-1, keepdim=True)  # empty levels below the first one present
+    hi = (cumulative < cumulative[..., -1:]).sum(-1, keepdim=True)  # levels before the last one
+    return lo, hi
+
+
+def autocontrast(images, v=None):
+    """PIL `ImageOps.autocontrast(img)` (cutoff 0): per channel, stretch [lo, hi] to [0, 255].
+    PIL computes `int(i * scale + offset)` in double precision; so do we. `v` is unused."""
+    lo, hi = _lowest_highest_level(channel_histograms(images))
+    lo, hi = lo.double(), hi.double()
+    # A true division: `255.0 / tensor` would multiply by a rounded reciprocal instead.
+    scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)
+    levels = torch.arange(256, device=images.device, dtype=torch.float64)
+    lut = torch.trunc(levels * scale + (-lo * scale)).clamp(0, 255)
+    return apply_lut(images, torch.where(hi > lo, lut, levels))
+
+
+def equalize(images, v=None):
+    """PIL `ImageOps.equalize(img)`, per channel. `v` is unused.
+
+    PIL: step = (pixels - count of the highest present level) // 255; if step is 0 or only one
+    level is present the channel is unchanged, else lut[i] = (step // 2 + #pixels below i) //
+    step, clipped to 255 when the table is applied.
+    """
+    hist = channel_histograms(images)
+    _, hi = _lowest_highest_level(hist)
+    step = (hist.sum(-1, keepdim=True) - hist.gather(-1, hi)) // 255
+    below = hist.cumsum(-1) - hist
+    lut = ((step // 2 + below) // step.clamp(min=1)).clamp(max=255)
+    keep = (step == 0) | ((hist > 0).sum(-1, keepdim=True) <= 1)
+    return apply_lut(images, torch.where(keep, torch.arange(256, device=images.device), lut))
+
+
+def _per_sample(x, images):
+    """A (N,) parameter shaped to broadcast over (N, C, H, W)."""
+    return x.view(-1, *([1] * (images.dim() - 1)))
+
+
+def posterize(images, v):
+    """PIL `ImageOps.posterize(img, max(1, int(v)))`: keep the top bits of every level."""
+    bits = torch.floor(v).long().clamp(1, 8)
+    mask = (255 - (2 ** (8 - bits) - 1)).to(torch.uint8)
+    return images & _per_sample(mask, images)
+
+
+def solarize(images, v):
+    """PIL `ImageOps.solarize(img, v)`: invert levels >= v, i.e. >= ceil(v) for integer levels.
+    For uint8, 255 - x == x ^ 255: XOR with a mask that is 255 exactly where x >= threshold
+    (the sign bit of the int16 x - threshold, inverted) — arithmetic instead of a slow `where`."""
+    threshold = _per_sample(torch.ceil(v).clamp(0, 256).to(torch.int16), images)
+    at_or_above = ~((images.short() - threshold) >> 15)  # -1 (all bits) where x >= threshold, else 0
+    return images ^ at_or_above.to(torch.uint8)
+
+
+def identity(images, v=None):
+    return images
+
+
+# ------------------------------------------------------------------ ImageEnhance blends
+
+
+def blend(degenerate, images, factor):
+    """PIL's `Image.blend(degenerate, image, factor)` for factor in [0, 1], as ImageEnhance uses.
+
+    float32 multiply, float32 add, truncate — the same operations as Pillow's C loop, hence
+    bit-identical (kept as separate ops: a fused multiply-add would round differently).
+    """
+    degenerate = degenerate.float()
+    out = degenerate + _per_sample(factor.float(), images) * (images.float() - degenerate)
+    return out.to(torch.uint8)
+
+
+def grayscale(images):
+    """PIL's RGB -> "L" conversion, (N, 1, H, W) int32."""
+    x = images.int()
+    return (x[:, 0:1] * 19595 + x[:, 1:2] * 38470 + x[:, 2:3] * 7471 + 32768) >> 16
+
+
+def smooth(images):
+    """PIL's ImageFilter.SMOOTH: kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 rounded to nearest,
+    border rows and columns unchanged."""
+    x = images.float()  # integer sums below 2**24: exact in float32
+    rows = x[..., :-2] + x[..., 1:-1] + x[..., 2:]  # 3-wide sums along each row
+    total = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :] + 4 * x[..., 1:-1, 1:-1]
+    out = images.clone()
+    # sum / 13 is never halfway between integers, so floor((sum + 6) / 13) rounds exactly; the
+    # division is exact at multiples of 13 and at least 1/13 away from the next integer otherwise.
+    out[..., 1:-1, 1:-1] = torch.floor((total + 6) / 13)
+    return out
+
+
+def brightness(images, v):
+    """ImageEnhance.Brightness: blend with black."""
+    return blend(torch.zeros((), device=images.device), images, v)
+
+
+def contrast(images, v):
+    """ImageEnhance.Contrast: blend with a grey image at int(mean of the L image + 0.5)."""
+    gray = grayscale(images)
+    pixels = gray.shape[-1] * gray.shape[-2]
+    total = gray.sum(dim=(1, 2, 3), dtype=torch.long)
+    mean = torch.div(2 * total + pixels, 2 * pixels, rounding_mode="floor")  # exact int(m + 0.5)
+    return blend(_per_sample(mean, images), images, v)
+
+
+def color(images, v):
+    """ImageEnhance.Color: blend with the grayscale image."""
+    return blend(grayscale(images), images, v)
+
+
+def sharpness(images, v):
+    """ImageEnhance.Sharpness: blend with the SMOOTH-filtered image."""
+    return blend(smooth(images), images, v)
+
+
+# ------------------------------------------------------------------------ cutout, tensor
+
+
+def cutout(images, side, centre_x, centre_y, fill):
+    """The official FixMatch-style CutoutAbs drawn with PIL's `rectangle`, per sample.
+
+    side, centre_x, centre_y: (N,) float (pixels); fill: one level per channel.
+    x0 = int(max(0, cx - side/2)), x1 = min(W, x0 + side); PIL truncates the float corner and
+    fills columns x0..x1 *inclusive* (a side of s covers int(s) + 1 pixels unless clipped).
+    A side of 0 leaves the image unchanged (the official code returns early).
+    """
+    n, c, h, w = images.shape
+    x0 = torch.floor(torch.clamp(centre_x - side / 2, min=0))
+    y0 = torch.floor(torch.clamp(centre_y - side / 2, min=0))
+    x1 = torch.floor(torch.clamp(x0 + side, max=w))
+    y1 = torch.floor(torch.clamp(y0 + side, max=h))
+    cols = torch.arange(w, device=images.device, dtype=side.dtype)
+    rows = torch.arange(h, device=images.device, dtype=side.dtype)
+    in_cols = (cols >= x0.unsqueeze(1)) & (cols <= x1.unsqueeze(1)) & (side > 0).unsqueeze(1)
+    in_rows = (rows >= y0.unsqueeze(1)) & (rows <= y1.unsqueeze(1))
+    # 255 inside the square, 0 outside; blend with bitwise ops (a `where` is slow on the CPU).
+    inside = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).to(torch.uint8).mul_(255).unsqueeze(1)
+    colour = constant(tuple(fill), torch.uint8, images.device).view(1, c, 1, 1)
+    return (images & ~inside) | (colour & inside)
+
+
+def normalize(images, mean, std, dtype=torch.float32, channels_last=False):
+    """uint8 (N, C, H, W) -> `(x / 255 - mean) / std`, with torchvision's ToTensor + Normalize
+    float32 operations in the same order (so bit-identical to the PIL path), then cast to
+    `dtype` and to channels_last memory format on request."""
+    c = images.shape[1]
+    mean_t = constant(tuple(mean), torch.float32, images.device).view(1, c, 1, 1)
+    std_t = constant(tuple(std), torch.float32, images.device).view(1, c, 1, 1)
+    out = images.float().div_(255).sub_(mean_t).div_(std_t).to(dtype)
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+# RandAugment ops by their names in `mdistiller.data.randaugment.OPS`. Geometric ops are
+# matrix builders, grouped by PIL's arithmetic (fixed point or not) so that the ops of one group
+# run as a single `affine` call; the others are image functions.
+GEOMETRIC_OPS = {
+    "Rotate": rotate_matrix,
+    "ShearX": shear_x_matrix,
+    "ShearY": shear_y_matrix,
+    "TranslateX": translate_x_matrix,
+    "TranslateY": translate_y_matrix,
+}
+FIXED_POINT_OPS = ("Rotate", "ShearX", "ShearY")  # nonzero b or d: PIL's fixed-point path
+POINT_OPS = {
+    "AutoContrast": autocontrast,
+    "Brightness": brightness,
+    "Color": color,
+    "Contrast": contrast,
+    "Equalize": equalize,
+    "Identity": identity,
+    "Posterize": posterize,
+    "Sharpness": sharpness,
+    "Solarize": solarize,
+}

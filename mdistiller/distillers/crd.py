@@ -80,7 +80,7 @@ class CRD(FeatureDistiller):
         t_shapes, s_shapes = probe_shapes(cfg, teacher, student)
         t_dim, s_dim = t_shapes["pooled_feat"][0], s_shapes["pooled_feat"][0]
         if (feat.TEACHER_DIM, feat.STUDENT_DIM) != (t_dim, s_dim):
-            raise pairing_error("CRD", "pooled size", teacher, student, [t_dim], [s_dim],
+            raise pairing_error(cfg, "CRD", "pooled size", [t_dim], [s_dim],
                                 f"set CRD.FEAT.TEACHER_DIM {t_dim} and CRD.FEAT.STUDENT_DIM {s_dim}")
         self.embed_s = Embed(s_dim, feat.DIM)
         self.embed_t = Embed(t_dim, feat.DIM)

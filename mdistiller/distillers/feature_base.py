@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .base import Distiller
 from .cfg_checks import cfg_value, check_non_negative
-from .shapes import feature_shapes, input_size_for, model_name
+from .shapes import feature_shapes, input_size_for
 
 
 class FeatureDistiller(Distiller):
@@ -66,7 +66,7 @@ def probe_shapes(cfg, teacher, student, input_size=None):
     return feature_shapes(teacher, size), feature_shapes(student, size)
 
 
-def pairing_error(method, what, teacher, student, t_values, s_values, fix):
+def pairing_error(cfg, method, what, t_values, s_values, fix):
     """The one-line ConfigError for a teacher/student feature mismatch a method cannot bridge."""
-    return ConfigError(f"{method} cannot pair teacher {model_name(teacher)} {what} {list(t_values)} with "
-                       f"student {model_name(student)} {what} {list(s_values)}; {fix}")
+    return ConfigError(f"{method} cannot pair teacher {cfg.DISTILLER.TEACHER} {what} {list(t_values)} with "
+                       f"student {cfg.DISTILLER.STUDENT} {what} {list(s_values)}; {fix}")

@@ -48,7 +48,7 @@ class FitNet(FeatureDistiller):
         try:
             self.conv_reg = ConvRegressor(s_shape, t_shape)
         except ValueError:
-            raise pairing_error("FITNET", f"hint shape (feats[{self.hint_layer}])", teacher, student, t_shape,
+            raise pairing_error(cfg, "FITNET", f"hint shape (feats[{self.hint_layer}])", t_shape,
                                 s_shape, "the student map must not be smaller than the teacher's unless "
                                 "exactly half; choose another FITNET.HINT_LAYER") from None
 

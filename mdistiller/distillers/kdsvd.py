@@ -22,7 +22,7 @@ class KDSVD(FeatureDistiller):
         t_channels = [shape[0] for shape in t_shapes["feats"][1:]]
         s_channels = [shape[0] for shape in s_shapes["feats"][1:]]
         if t_channels != s_channels:
-            raise pairing_error("KDSVD", "stage channels", teacher, student, t_channels, s_channels,
+            raise pairing_error(cfg, "KDSVD", "stage channels", t_channels, s_channels,
                                 "it compares singular vectors channel by channel; pick a pair with equal widths")
 
     @classmethod

@@ -85,7 +85,7 @@ class ReviewKD(FeatureDistiller):
         }
         lengths = {len(c.IN_CHANNELS), len(c.OUT_CHANNELS), len(c.SHAPES), len(c.OUT_SHAPES)}
         if len(t_levels) != len(s_levels):
-            raise pairing_error("REVIEWKD", "levels", teacher, student, expected["OUT_CHANNELS"],
+            raise pairing_error(cfg, "REVIEWKD", "levels", expected["OUT_CHANNELS"],
                                 expected["IN_CHANNELS"], "it needs the same number of stages in both models")
         if lengths != {len(s_levels)}:
             raise ConfigError(f"config keys REVIEWKD.IN_CHANNELS/OUT_CHANNELS/SHAPES/OUT_SHAPES need {len(s_levels)} "

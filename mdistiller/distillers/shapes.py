@@ -5,8 +5,8 @@ returns (`feats["feats"]`, `feats["preact_feats"]`, `feats["pooled_feat"]`). Thi
 one dummy forward pass to read those shapes (in eval mode, so no BatchNorm statistics move),
 and prints them for a pair together with each feature method's verdict:
 
-    python -m mdistiller.distillers.shapes resnet32x4 resnet8x4
-    python -m mdistiller.distillers.shapes ResNet34 ResNet18 --dataset imagenet
+    python tools/feature_shapes.py resnet32x4 resnet8x4
+    python tools/feature_shapes.py ResNet34 ResNet18 --dataset imagenet
 """
 import argparse
 import sys
@@ -55,10 +55,6 @@ def feature_shapes(model, input_size=(32, 32)):
     }
 
 
-def model_name(model):
-    return getattr(model, "name", None) or type(model).__name__
-
-
 FEATURE_METHODS = ("FITNET", "AT", "NST", "PKT", "KDSVD", "OFD", "RKD", "VID", "SP", "CRD", "REVIEWKD")
 
 
@@ -79,10 +75,11 @@ def method_verdicts(teacher, student, cfg, methods=FEATURE_METHODS):
 
 
 def describe_pair(teacher, student, cfg, input_size=None):
-    """A printable report: both models' feature shapes side by side, then per-method verdicts."""
+    """A printable report: both models' feature shapes side by side, then per-method verdicts
+    (the models are named by cfg.DISTILLER.TEACHER / STUDENT)."""
     size = input_size or input_size_for(cfg) or (32, 32)
     shapes = {"teacher": feature_shapes(teacher, size), "student": feature_shapes(student, size)}
-    lines = [f"input {size[0]}x{size[1]}; teacher {model_name(teacher)}, student {model_name(student)}",
+    lines = [f"input {size[0]}x{size[1]}; teacher {cfg.DISTILLER.TEACHER}, student {cfg.DISTILLER.STUDENT}",
              f"{'feature':<18}{'teacher (C, H, W)':<24}{'student (C, H, W)':<24}"]
     for key in ("feats", "preact_feats"):
         t_list, s_list = shapes["teacher"][key], shapes["student"][key]
@@ -95,7 +92,7 @@ def describe_pair(teacher, student, cfg, input_size=None):
     lines.append("feature distillers with default settings:")
     for name, verdict in method_verdicts(teacher, student, cfg).items():
         lines.append(f"  {name:<9} {verdict}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def main(argv=None):
@@ -105,19 +102,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("teacher", help="teacher architecture name, e.g. resnet32x4")
     parser.add_argument("student", help="student architecture name, e.g. resnet8x4")
-    parser.add_argument("--dataset", default="cifar100", help="cifar100 | tiny_imagenet | imagenet")
+    parser.add_argument("--dataset", default=None, help="cifar100 (default) | tiny_imagenet | imagenet")
     parser.add_argument("--cfg", default="", help="optional YAML whose method settings to check")
     args = parser.parse_args(argv)
+    opts = ["DISTILLER.TEACHER", args.teacher, "DISTILLER.STUDENT", args.student]
+    opts += ["DATASET.TYPE", args.dataset] if args.dataset else []
     try:
-        cfg = load_cfg(args.cfg or None, ["DATASET.TYPE", args.dataset])
-        num_classes = cfg.DATASET.NUM_CLASSES or NUM_CLASSES.get(args.dataset, 100)
-        teacher = create_model(args.teacher, num_classes, dataset=args.dataset)
-        student = create_model(args.student, num_classes, dataset=args.dataset)
+        cfg = load_cfg(args.cfg or None, opts)
+        dataset = cfg.DATASET.TYPE
+        num_classes = cfg.DATASET.NUM_CLASSES or NUM_CLASSES.get(dataset, 100)
+        teacher = create_model(args.teacher, num_classes, dataset=dataset)
+        student = create_model(args.student, num_classes, dataset=dataset)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)  # the one-line message, no traceback
         sys.exit(2)
     print(describe_pair(teacher, student, cfg))
 
-
-if __name__ == "__main__":
-    main()

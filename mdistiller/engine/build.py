@@ -3,17 +3,19 @@
 Order matters and is chosen to fail early: the output folder and the distiller's config are
 checked before any data is read; the distiller class decides the data pipeline (views,
 sample indices) before the loaders are built; the loaders give the number of classes the
-models need.
+models need. `train_paired(cfgs, ...)` trains several configs' students on one data stream with
+one teacher pass per batch (engine/paired.py), each built exactly as its solo run would be.
 """
 from ..distillers import build_distiller, check_distiller_cfg, get_distiller_class, teacher_required
 from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
 from .device import configure_backends, resolve_device
 from .distributed import destroy_process_group, env_dist_info, init_process_group
+from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
 from .run_folder import RunFiles, check_start, run_folder
-from .seeding import seed_everything
-from .trainer import StudentRun, Trainer
+from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .trainer import StudentRun, Trainer, stopped_reason
 
 
 def declared_views(cls):
@@ -101,3 +103,62 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
         return trainer.fit(resume=resume, overwrite=overwrite)[0]
     finally:
         destroy_process_group()
+
+
+def build_paired_runs(cfgs, info, device):
+    """(StudentRuns, view count per run, train loader, test loader) of a paired group: one
+    loader carrying the union of the runs' inputs (two views if any run takes two, indices if
+    any needs them) and one teacher object. Each student (and connector) starts from the random state its solo run has
+    at that point, so its initial weights equal the solo run's; a teacher whose weights differ
+    from the first one is refused."""
+    from ..data import build_loaders
+
+    views = [input_views(cfg) for cfg in cfgs]
+    index_cfg = next((cfg for cfg in cfgs if needs_index(cfg)), None)
+    train_loader, test_loader, num_data, num_classes = build_loaders(
+        index_cfg or cfgs[0], max(views), with_index=index_cfg is not None, device=device)
+    after_loaders = capture_rng_state()
+    teacher, distillers = None, []
+    for cfg in cfgs:
+        restore_rng_state(after_loaders)
+        student, own_teacher = build_models(cfg, num_classes)
+        if own_teacher is not None:
+            if teacher is None:
+                teacher = own_teacher
+            elif not same_weights(teacher, own_teacher):
+                raise ConfigError(f"paired runs need one teacher, but {run_folder(cfg)} loads other weights than "
+                                  f"{run_folder(cfgs[0])}; use the same DISTILLER.TEACHER and TEACHER_WEIGHTS")
+        distiller = build_distiller(cfg, student, teacher if own_teacher is not None else None, num_data)
+        if cfg.DISTILLER.TYPE != "NONE":
+            say(f"{run_folder(cfg)}: {cfg.DISTILLER.TYPE} {distiller.get_extra_parameters()} extra parameters",
+                info.is_main)
+        distillers.append(distiller)
+    runs = [StudentRun(cfg, d, run_folder(cfg), device, info) for cfg, d in zip(cfgs, distillers)]
+    return runs, views, train_loader, test_loader
+
+
+def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=False):
+    """Train every config's student in one process on the same batches, the teacher run once
+    per batch (engine/paired.py). Returns each run's best test top-1, None for a run stopped
+    because its loss diverged (the others go on)."""
+    cfgs = list(cfgs)
+    check_group(cfgs)
+    info = env_dist_info()
+    if info.enabled:
+        raise ConfigError("paired training runs in one process; start it with python, not torchrun")
+    for cfg in cfgs:
+        files = RunFiles(run_folder(cfg))
+        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite)
+        if problem:  # before reading any data (the trainer checks again)
+            raise CheckpointError(problem)
+        check_distiller_cfg(cfg)
+        input_views(cfg)
+    device = resolve_device(cfgs[0].DEVICE)
+    configure_backends(device, cfgs[0].DETERMINISTIC)
+    seed_everything(cfgs[0].SEED)
+    runs, views, train_loader, test_loader = build_paired_runs(cfgs, info, device)
+    step = SharedTeacherStep(runs, views, overlap=overlap)
+    say(f"paired: {len(runs)} runs on one stream | device {device} | {max(views)} view(s) per image", info.is_main)
+    trainer = Trainer(cfgs[0], runs, train_loader, test_loader, device, info, step_hooks=step_hooks, step=step,
+                      stop_diverged=True)
+    return trainer.fit(resume=resume, overwrite=overwrite)

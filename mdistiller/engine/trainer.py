@@ -5,8 +5,16 @@ A step is a chain of separable pieces:
     student per view) -> loss terms -> backward -> optimizer step -> device-side metrics.
 `StudentRun` is everything about ONE student (its distiller, optimizer, grad scaler, metrics,
 best accuracy, output folder, checkpoints); `Trainer` is the loop (epochs, LR schedule, RNG,
-progress, evaluation) that feeds the same batches to every run. Today a run holds one
-student; a paired benchmark can hand the Trainer several runs without changing either class.
+progress, evaluation) that feeds the same batches to every run. `tools/train.py` hands it one
+run; paired training (engine/paired.py) hands it several runs and a `step` that runs the
+teacher once for all of them. Each run follows its own config's LR schedule.
+
+Several runs: a run whose loss turns non-finite raises NonFiniteLossError when the Trainer is
+built with `stop_diverged=False` (the default, and what a single run does); with True it is
+stopped instead: a one-line `stopped.txt` in its folder says why, it leaves the loop, writes no
+further checkpoint and no `best_acc` line, and the other runs go on (the error is raised once
+no run is left). A resume skips stopped runs, and runs whose `latest` is ahead of the others
+(killed between two runs' commits) wait until the others have caught up with them.
 
 Resume semantics. Checkpoints are written at epoch ends. Besides mdistiller's fields
 (`epoch`, `model`, `optimizer`, `best_acc`) `latest` holds the grad-scaler state and every
@@ -44,6 +52,16 @@ from .worklog import EventLog, append_best, append_epoch, trim_worklog
 
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+STOPPED_FILE = "stopped.txt"  # in a run folder: why the run was stopped early (one line)
+
+
+def stopped_reason(folder):
+    """The reason recorded in `folder`'s stopped.txt, or None when the run was not stopped."""
+    try:
+        with open(os.path.join(folder, STOPPED_FILE)) as f:
+            return f.read().strip() or "stopped"
+    except FileNotFoundError:
+        return None
 
 
 class NonFiniteLossError(UserError):
@@ -75,6 +93,12 @@ def backward_step(run, losses):
 # SOLVER.TRAINER name -> update(run, losses) -> total loss, for trainers whose update is not one
 # backward + one step (DOT back-propagates its two losses separately). Default: backward_step.
 TRAINER_UPDATES = {"dot": dot_update}
+
+
+def solo_step(runs, batch, epoch, iteration):
+    """The default step: each run does its own forward (teacher included) on the batch."""
+    for run in runs:
+        run.step(batch, epoch, iteration)
 
 
 def as_batch_dict(batch):
@@ -122,6 +146,9 @@ class StudentRun:
         self.stat_sources = stat_sources(distiller)  # distillers' logged statistics (swap rates, ...)
         self.stat_sums = None
         self.last_stats = {}  # the last epoch's statistics, for the end-of-training summary
+        self.lr = None  # the LR last set on this run's optimizer
+        self.epoch_done = 0  # last completed epoch (set by a resume)
+        self.stopped = None  # why this run stopped early (see the module docstring), else None
         self._first_bad = self._bad_values = self._bad_names = None
 
     # ------------------------------------------------------------------ logs
@@ -138,6 +165,15 @@ class StudentRun:
         if self.events is not None:
             self.events.close()
             self.events = None
+
+    def stop(self, reason):
+        """Leave the loop for good (a diverged student of a paired run); rank 0 records why."""
+        self.stopped = reason
+        if self.info.is_main:
+            tmp = self.files.path(STOPPED_FILE + ".tmp")
+            with open(tmp, "w") as f:
+                f.write(reason + "\n")
+            os.replace(tmp, self.files.path(STOPPED_FILE))
 
     # ------------------------------------------------------------------ one step
     def begin_epoch(self):
@@ -268,11 +304,19 @@ class StudentRun:
 
 
 class Trainer:
-    """Feeds the same batches to one or more StudentRuns, epoch after epoch."""
+    """Feeds the same batches to one or more StudentRuns, epoch after epoch.
 
-    def __init__(self, cfg, runs, train_loader, test_loader, device, info=DistInfo(), step_hooks=()):
+    `step(runs, batch, epoch, iteration)` trains the given runs on one batch (default:
+    `solo_step`); `stop_diverged` stops a diverged run instead of raising (module docstring)."""
+
+    def __init__(self, cfg, runs, train_loader, test_loader, device, info=DistInfo(), step_hooks=(),
+                 step=solo_step, stop_diverged=False):
+        if stop_diverged and info.enabled:
+            raise ValueError("stop_diverged needs one process: ranks would disagree on which runs are left")
         self.cfg = cfg
         self.runs = [runs] if isinstance(runs, StudentRun) else list(runs)
+        self.step = step
+        self.stop_diverged = stop_diverged
         self.train_loader = train_loader
         self.test_loader = test_loader
         self.device = device
@@ -282,7 +326,7 @@ class Trainer:
         self._where = "start-up"
 
     def fit(self, resume=False, overwrite=False):
-        """Train to SOLVER.EPOCHS; returns the best test top-1 of every run."""
+        """Train to SOLVER.EPOCHS; returns the best test top-1 of every run (None: stopped)."""
         try:
             first = self._start(resume, overwrite)
             for epoch in range(first, self.cfg.SOLVER.EPOCHS + 1):
@@ -297,7 +341,7 @@ class Trainer:
         finally:
             for run in self.runs:
                 run.close_logs()
-        return [run.best_acc for run in self.runs]
+        return [None if run.stopped else run.best_acc for run in self.runs]
 
     def _out_of_memory(self):
         s = self.cfg.SOLVER
@@ -309,13 +353,16 @@ class Trainer:
     def _start(self, resume, overwrite):
         problem = None
         if self.info.is_main:
-            problem = next(filter(None, (check_start(r.files, resume, overwrite) for r in self.runs)), None)
+            checked = [r for r in self.runs if not (resume and stopped_reason(r.files.folder))]
+            problem = next(filter(None, (check_start(r.files, resume, overwrite) for r in checked)), None)
         problem = broadcast_object(problem, self.info)  # every rank stops, not only rank 0
         if problem:
             raise CheckpointError(problem)
         if self.info.is_main:
             for run in self.runs:
                 make_ready(run.files, overwrite)
+                if not resume and stopped_reason(run.files.folder):
+                    os.remove(run.files.path(STOPPED_FILE))  # a fresh start forgets an old divergence
         barrier(self.info)
         first = self._resume() if resume else 1
         if not resume:
@@ -327,13 +374,18 @@ class Trainer:
         return first
 
     def _resume(self):
-        ckpts = [load_checkpoint(run.files.latest) for run in self.runs]
-        epochs = {run.load_resume(ckpt) for run, ckpt in zip(self.runs, ckpts)}
-        if len(epochs) != 1:
-            raise CheckpointError(f"the runs' latest checkpoints are at different epochs {sorted(epochs)}; "
-                                  "resume each run separately")
-        epoch = epochs.pop()
-        rng = ckpts[0].get("rng")
+        for run in self.runs:
+            run.stopped = stopped_reason(run.files.folder)
+        live = [run for run in self.runs if run.stopped is None]
+        if not live:
+            raise CheckpointError(f"every run was stopped earlier (see {STOPPED_FILE} in {self.runs[0].files.folder}); "
+                                  "start over with --overwrite")
+        ckpts = [load_checkpoint(run.files.latest) for run in live]
+        for run, ckpt in zip(live, ckpts):
+            run.epoch_done = run.load_resume(ckpt)
+        # Runs ahead of the others wait for them; the random state is that of a run behind.
+        epoch = min(run.epoch_done for run in live)
+        rng = ckpts[[run.epoch_done for run in live].index(epoch)].get("rng")
         if rng and len(rng) == self.info.world_size:
             restore_rng_state(rng[self.info.rank], self.train_loader, self.test_loader)
         else:
@@ -341,33 +393,49 @@ class Trainer:
                 "the resumed run is not bit-identical to an uninterrupted one", self.info.is_main)
             seed_everything(self.cfg.SEED + self.info.rank + 1000 * epoch)
         if self.info.is_main:
-            for run in self.runs:
-                trim_worklog(run.files.worklog, epoch)
-        say(f"resuming {self.runs[0].files.folder} after epoch {epoch} "
-            f"(best top-1 {self.runs[0].best_acc:.2f})", self.info.is_main)
+            for run in live:
+                trim_worklog(run.files.worklog, run.epoch_done)
+        for run in self.runs:
+            where = (f"stopped earlier: {run.stopped}" if run.stopped else
+                     f"after epoch {run.epoch_done} (best top-1 {run.best_acc:.2f})")
+            say(f"resuming {run.files.folder} {where}", self.info.is_main)
         return epoch + 1
 
     # ------------------------------------------------------------------ one epoch
+    def _read_stats(self, runs, epoch, iters, info=None):
+        """[(run, train_stats)]; with stop_diverged a diverged run is stopped and dropped from
+        `runs` (in place) instead of raising, unless it was the last one left."""
+        read = []
+        for run in list(runs):
+            try:
+                read.append((run, run.train_stats(epoch, iters, info)))
+            except NonFiniteLossError as err:
+                if not self.stop_diverged or not any(r.stopped is None for r in self.runs if r is not run):
+                    raise
+                run.stop(str(err))
+                runs.remove(run)
+                say(f"stopped {run.files.folder}: {err}", self.info.is_main)
+        return read
+
     def _epoch(self, epoch):
         cfg, info, loader = self.cfg, self.info, self.train_loader
         set_loader_epoch(loader, epoch)
         iters = len(loader)
-        for run in self.runs:
+        runs = [run for run in self.runs if run.stopped is None and run.epoch_done < epoch]
+        for run in runs:
             run.begin_epoch()
         bar = Bar(iters, f"epoch {epoch}/{cfg.SOLVER.EPOCHS}", self.show_bars)
-        lr = None
         start = mark = time.perf_counter()
         seen = mark_seen = 0
         for it, batch in enumerate(loader):
             self._where = f"epoch {epoch}, iteration {it + 1}/{iters}"
-            step_lr = lr_at(cfg, epoch, it, iters)
-            if step_lr != lr:
-                for run in self.runs:
+            for run in runs:
+                step_lr = lr_at(run.cfg, epoch, it, iters)
+                if step_lr != run.lr:
                     set_lr(run.optimizer, step_lr)
-                lr = step_lr
+                    run.lr = step_lr
             batch = to_device(as_batch_dict(batch), self.device, cfg.SOLVER.CHANNELS_LAST)
-            for run in self.runs:
-                run.step(batch, epoch, it)
+            self.step(runs, batch, epoch, it)
             seen += batch["target"].shape[0]
             bar.advance()
             for hook in self.step_hooks:
@@ -376,29 +444,46 @@ class Trainer:
             log_now = info.is_main and done % cfg.LOG.TENSORBOARD_FREQ == 0
             if log_now or (self.show_bars and done % BAR_REFRESH_ITERS == 0):
                 now = time.perf_counter()
-                stats = [run.train_stats(epoch, iters) for run in self.runs]  # local read: one sync
+                stats = self._read_stats(runs, epoch, iters)  # local read: one sync
                 images_per_s = (seen - mark_seen) * info.world_size / max(now - mark, 1e-9)
                 mark, mark_seen = now, seen
-                s = stats[0]
+                s = stats[0][1]
                 bar.show(f"loss {s['loss']:.4f} top1 {s['acc']:.2f} {images_per_s:.0f} img/s")
                 if log_now:
-                    for run, st in zip(self.runs, stats):
-                        run.log_iteration(st, lr, images_per_s, (epoch - 1) * iters + done)
+                    for run, st in stats:
+                        run.log_iteration(st, run.lr, images_per_s, (epoch - 1) * iters + done)
         bar.close()
         seconds = time.perf_counter() - start
         images_per_s = seen * info.world_size / max(seconds, 1e-9)
-        trains = [run.train_stats(epoch, iters, info) for run in self.runs]
+        trains = self._read_stats(runs, epoch, iters, info)
         self._where = f"evaluation after epoch {epoch}"
-        tests = [run.evaluate(self.test_loader, self.show_bars) for run in self.runs]
+        tests = self._evaluate([run for run, _ in trains])
         rng = all_gather_object(capture_rng_state(loader, self.test_loader), info)
-        epoch_lr = lr_at(cfg, epoch, 0, max(iters, 1))
-        for run, train, test in zip(self.runs, trains, tests):
+        for (run, train), test in zip(trains, tests):
+            epoch_lr = lr_at(run.cfg, epoch, 0, max(iters, 1))
             run.finish_epoch(epoch, epoch_lr, train, test, rng, images_per_s)
-            say(epoch_summary(epoch, cfg.SOLVER.EPOCHS, epoch_lr, train, test, run.best_acc, images_per_s, seconds),
-                info.is_main)
+            run.epoch_done = epoch
+            label = f"{os.path.basename(run.files.folder)}: " if len(self.runs) > 1 else ""
+            say(label + epoch_summary(epoch, cfg.SOLVER.EPOCHS, epoch_lr, train, test, run.best_acc, images_per_s,
+                                      seconds), info.is_main)
+
+    def _evaluate(self, runs):
+        """Test metrics of each run. Every evaluation starts from the same random state (a test
+        loader may draw from it), so the state after several equals that after one: the next
+        epoch's data stream does not depend on how many runs share the loop."""
+        before = capture_rng_state(None, self.test_loader) if len(runs) > 1 else None
+        tests = []
+        for i, run in enumerate(runs):
+            if i:
+                restore_rng_state(before, None, self.test_loader)
+            tests.append(run.evaluate(self.test_loader, self.show_bars))
+        return tests
 
     def _finish(self):
         for run in self.runs:
+            if run.stopped:
+                say(f"stopped early: {run.files.folder}: {run.stopped}", self.info.is_main)
+                continue
             if self.info.is_main:
                 append_best(run.files.worklog, run.best_acc)
             say(f"best top-1 {run.best_acc:.2f} ({run.files.folder})", self.info.is_main)

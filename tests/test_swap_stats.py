@@ -115,6 +115,23 @@ def test_worst_entries_line_names_the_highest_classes():
     assert worst_entries_line("x", [1.0], labels=["cat"]).endswith("highest: cat 1.0")
 
 
+def test_per_step_path_never_reads_values_on_the_host():
+    """Meta tensors have shapes but no data: any .item()/.tolist()/bincount (a device sync on a GPU)
+    in the SLD step's statistics or their accumulation would raise here."""
+    sld = distiller_dict["SLD"](torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), sld_cfg())
+
+    def logits():
+        return torch.randn(8, 5, device="meta"), {}
+
+    target = torch.zeros(8, dtype=torch.long, device="meta")
+    sld.distill([logits(), logits()], [logits(), logits()], target, epoch=3)
+    sums = StatSums()
+    sums.add(collect_stats(stat_sources(sld)))
+    sums.add(collect_stats(stat_sources(sld)))  # nothing new reported: adds nothing
+    assert sums.sums["teacher.class_error"][0].shape == (5,) and len(sums.sums) == 9
+    assert all(t.device.type == "meta" for pair in sums.sums.values() for t in pair)
+
+
 def sld_cfg(*opts):
     return load_cfg(None, ["DISTILLER.TYPE", "SLD", "SLD.GAMMA", "1", *opts])
 

@@ -1,0 +1,242 @@
+"""Paired benchmarks: the students of one (teacher/student pair, seed) train together on one
+data stream with one teacher pass per batch (`engine.build.train_paired`), and the table that
+design makes tight: each method's best top-1 MINUS the baseline's on the same seed.
+
+Running (`run_paired_matrix`, what `tools/benchmark.py --paired` calls): teacher-role runs
+train first, alone, as in `runner.run_matrix`; then every (pair, seed) group. A group is
+  skip     when each member is complete (or was stopped earlier because its loss diverged),
+  resume   when each member is complete, stopped or resumable (runs ahead wait for the others),
+  start    otherwise: all members start over, so that they share one stream again.
+The members' folders are exactly a solo run's; run.json additionally names the group
+(`paired_with`), and its `wall_time_s` is the GROUP's training time (the members trained
+together; the group's sum is what a solo benchmark's per-run times add up to). A member
+stopped for a non-finite loss is recorded as failed with the reason; the others complete.
+
+The table (`paired_differences`, `write_paired_report` -> paired.md, paired.json): for each
+method and pair, d_s = best_top1(method, seed s) - best_top1(baseline, seed s) over the seeds
+where both are complete; reported as mean ± sample std of d_s (n seeds). Because both runs of
+a seed saw the same batches and the same teacher outputs, the seed noise they share cancels
+in d_s; "unpaired ±" shows sqrt(s_method² + s_baseline²), the spread the same difference
+would have if the runs were independent. Baseline: the vanilla student when present, else
+the first method (or the one named).
+"""
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import yaml
+
+from ..config import dump_cfg
+from ..errors import ConfigError, UserError
+from .collect import read_config, read_run_json, write_run_json
+from .runner import comparable, decide, execute
+from .spec import TEACHER_ROLE, plan_runs
+from .summary import mean_std
+
+BASELINE_NAMES = ("vanilla", "none")
+
+
+# ---------------------------------------------------------------- running
+def paired_groups(runs):
+    """Planned runs -> (teacher-role runs, [student runs of one (pair, seed)] in plan order)."""
+    teachers = [r for r in runs if r.role == TEACHER_ROLE]
+    groups = {}
+    for run in runs:
+        if run.role != TEACHER_ROLE:
+            groups.setdefault((run.pair, run.seed), []).append(run)
+    return teachers, list(groups.values())
+
+
+def member_action(run, cfg):
+    """(action, reason) of one member: decide()'s, or "stopped" for a member whose loss
+    diverged in an earlier attempt with this same config."""
+    from ..engine.trainer import stopped_reason
+
+    reason = stopped_reason(run.folder)
+    saved = read_config(run.folder)
+    if reason and saved and comparable(saved) == comparable(yaml.safe_load(dump_cfg(cfg))):
+        return "stopped", f"stopped earlier ({reason})"
+    return decide(run, cfg)
+
+
+def group_action(actions):
+    """The group's action from its members' (module docstring)."""
+    live = [a for a in actions if a != "stopped"]
+    if all(a == "skip" for a in live):
+        return "skip"
+    if all(a in ("skip", "resume") for a in live):
+        return "resume"
+    return "start"
+
+
+def execute_group(members, cfgs, action, train_group=None):
+    """Train one group (resume or start over) and write each member's run.json."""
+    from ..engine.trainer import stopped_reason
+
+    if train_group is None:
+        from ..engine.build import train_paired as train_group
+    metas = []
+    for run in members:
+        earlier = (read_run_json(run.folder).get("wall_time_s") or 0.0) if action == "resume" else 0.0
+        metas.append((run, earlier, {"method": run.method, "pair": run.pair, "seed": run.seed, "role": run.role,
+                                     "config": run.config, "opts": list(run.opts), "status": "failed",
+                                     "paired_with": [m.folder for m in members if m is not run]}))
+    start = time.perf_counter()
+    try:
+        best = train_group(cfgs, resume=action == "resume", overwrite=action == "start")
+        for (run, _, meta), acc in zip(metas, best):
+            if acc is None:
+                meta["error"] = stopped_reason(run.folder) or "stopped"
+            else:
+                meta["status"] = "complete"
+    except KeyboardInterrupt:
+        for _, _, meta in metas:
+            meta["status"] = "interrupted"
+        raise
+    except UserError as err:
+        for _, _, meta in metas:
+            meta["error"] = str(err)
+        raise
+    finally:
+        seconds = time.perf_counter() - start
+        for run, earlier, meta in metas:
+            meta["wall_time_s"] = earlier + seconds
+            write_run_json(run.folder, meta)
+
+
+def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=None):
+    """`runner.run_matrix` with paired groups: returns (runs, {"skip"/"resume"/"start": count
+    of runs}, [(run, error message)] of failed runs, a diverged member included)."""
+    runs = plan_runs(matrix)
+    teachers, groups = paired_groups(runs)
+    counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
+    for i, run in enumerate(teachers, 1):
+        cfg = run.cfg()
+        action, reason = decide(run, cfg)
+        counts[action] += 1
+        say(f"[teacher {i}/{len(teachers)}] {run.method} | {run.pair} | seed {run.seed}: {reason}")
+        if dry_run or action == "skip":
+            continue
+        try:
+            execute(run, cfg, action, train)
+        except UserError as err:
+            say(f"[teacher {i}/{len(teachers)}] failed: {err}")
+            failures.append((run, str(err)))
+    for i, members in enumerate(groups, 1):
+        cfgs = [run.cfg() for run in members]
+        decided = [member_action(run, cfg) for run, cfg in zip(members, cfgs)]
+        action = group_action([a for a, _ in decided])
+        counts[action] += len(members)
+        head = f"[group {i}/{len(groups)}] {members[0].pair} | seed {members[0].seed}"
+        say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
+        if dry_run or action == "skip":
+            continue
+        try:
+            execute_group(members, cfgs, action, train_group)
+        except UserError as err:
+            say(f"{head} failed: {err}")
+            failures += [(run, str(err)) for run in members]
+            continue
+        for run in members:
+            meta = read_run_json(run.folder)
+            if meta.get("status") != "complete":
+                say(f"{head}: {run.method} stopped: {meta.get('error')}")
+                failures.append((run, meta.get("error", "stopped")))
+    return runs, counts, failures
+
+
+# ---------------------------------------------------------------- the table
+@dataclass
+class PairedDiff:
+    method: str
+    pair: str
+    baseline: str
+    seeds: List[int] = field(default_factory=list)  # seeds where both runs are complete
+    diffs: List[float] = field(default_factory=list)  # method - baseline, per seed
+    mean: Optional[float] = None
+    std: Optional[float] = None  # sample std of the paired differences (None for n < 2)
+    unpaired_std: Optional[float] = None  # sqrt(s_method^2 + s_baseline^2) over the same seeds
+
+
+def choose_baseline(methods, baseline=None):
+    """The named baseline (ConfigError if absent), else the vanilla student, else the first."""
+    if baseline is not None:
+        if baseline not in methods:
+            raise ConfigError(f"--baseline {baseline} is not a method of this benchmark ({', '.join(methods)}); "
+                              "name one of them")
+        return baseline
+    return next((m for m in methods if m.lower() in BASELINE_NAMES), methods[0] if methods else None)
+
+
+def paired_differences(results, baseline=None, methods=None, pairs=None):
+    """[PairedDiff] for every non-baseline student method x pair (module docstring)."""
+    done = [r for r in results if r.complete and r.role != TEACHER_ROLE and r.seed is not None]
+    found = list(dict.fromkeys(r.method for r in done))
+    methods = [m for m in (methods or found) if m in found] or found
+    pairs = [p for p in (pairs or []) if any(r.pair == p for r in done)] or list(dict.fromkeys(r.pair for r in done))
+    base = choose_baseline(methods, baseline)
+    score = {(r.method, r.pair, r.seed): r.best_top1 for r in done}
+    table = []
+    for method in methods:
+        if method == base:
+            continue
+        for pair in pairs:
+            diff = PairedDiff(method, pair, base)
+            diff.seeds = sorted(s for (m, p, s) in score if (m, p) == (method, pair) and (base, pair, s) in score)
+            if diff.seeds:
+                mine = [score[(method, pair, s)] for s in diff.seeds]
+                theirs = [score[(base, pair, s)] for s in diff.seeds]
+                diff.diffs = [a - b for a, b in zip(mine, theirs)]
+                diff.mean, diff.std = mean_std(diff.diffs)
+                if len(diff.seeds) > 1:
+                    diff.unpaired_std = math.hypot(mean_std(mine)[1], mean_std(theirs)[1])
+            table.append(diff)
+    return table
+
+
+def format_diff(diff):
+    if diff.mean is None:
+        return "—"
+    text = f"{diff.mean:+.2f}" + ("" if diff.std is None else f" ± {diff.std:.2f}")
+    extra = [f"n = {len(diff.seeds)}"] + ([f"unpaired ± {diff.unpaired_std:.2f}"] if diff.unpaired_std is not None
+                                         else [])
+    return f"{text} ({'; '.join(extra)})"
+
+
+def paired_table(diffs):
+    """Markdown: one row per method, one column per pair."""
+    if not diffs:
+        return "(no paired differences: no method has complete runs beside the baseline's on the same seed)"
+    methods = list(dict.fromkeys(d.method for d in diffs))
+    pairs = list(dict.fromkeys(d.pair for d in diffs))
+    cell = {(d.method, d.pair): d for d in diffs}
+    lines = ["| " + " | ".join([f"Method − {diffs[0].baseline}"] + pairs) + " |",
+             "| " + " | ".join([":--"] + [":-:"] * len(pairs)) + " |"]
+    for method in methods:
+        row = [method] + [format_diff(cell[(method, p)]) if (method, p) in cell else "" for p in pairs]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+CAPTION = ("Best test top-1 (%) of each method minus the baseline's on the same seed (one data stream and one "
+           "teacher pass per seed): mean ± sample std over seeds; 'unpaired ±' is the spread the same difference "
+           "would have if the runs were independent, sqrt(s_method² + s_baseline²).")
+
+
+def write_paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
+    """Write paired.md and paired.json into `out_dir`; returns (diffs, {"md": path, "json": path})."""
+    diffs = paired_differences(results, baseline, methods, pairs)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {kind: os.path.join(out_dir, f"paired.{kind}") for kind in ("md", "json")}
+    texts = {"md": "\n".join(["# Paired differences", "", paired_table(diffs), "", CAPTION, ""]),
+             "json": json.dumps({"metric": "best test top-1 (%), method minus baseline on the same seed",
+                                 "differences": [asdict(d) for d in diffs]}, indent=2) + "\n"}
+    for kind, path in paths.items():
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(texts[kind])
+        os.replace(tmp, path)
+    return diffs, paths

@@ -1,0 +1,120 @@
+"""Paired benchmarks (benchmark/paired.py): the method-minus-baseline table (hand-computed),
+group decisions, and a paired matrix end to end on a tiny image folder."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from mdistiller.benchmark import RunResult, matrix_from_configs
+from mdistiller.benchmark.collect import read_run_json
+from mdistiller.benchmark.paired import (execute_group, group_action, paired_differences, paired_table,
+                                         run_paired_matrix, write_paired_report)
+from mdistiller.benchmark.runner import collect_matrix
+from mdistiller.errors import ConfigError
+from mdistiller.models import create_model
+from test_trainer_support import one_thread  # noqa: F401
+
+
+def result(method, seed, top1, status="complete", pair="t -> s"):
+    return RunResult(folder=f"{method}-{seed}", method=method, pair=pair, seed=seed, status=status, best_top1=top1)
+
+
+def test_paired_differences_by_hand(tmp_path):
+    results = [result("Vanilla", 0, 70.0), result("Vanilla", 1, 72.0), result("Vanilla", 2, 71.0),
+               result("KD", 0, 72.0), result("KD", 1, 73.5), result("KD", 2, 72.5),
+               result("KD", 3, 99.0),  # no baseline run on seed 3: not paired
+               result("DKD", 0, 75.0), result("DKD", 1, 10.0, status="incomplete")]
+    kd, dkd = paired_differences(results)
+    assert (kd.method, kd.baseline, kd.seeds) == ("KD", "Vanilla", [0, 1, 2])
+    assert kd.diffs == [2.0, 1.5, 1.5] and kd.mean == pytest.approx(5 / 3)
+    assert kd.std == pytest.approx(math.sqrt(((1 / 3) ** 2 + 2 * (1 / 6) ** 2) / 2))  # 0.2887
+    assert kd.unpaired_std == pytest.approx(math.hypot(math.sqrt(7 / 12), 1.0))  # KD's and Vanilla's stds
+    assert (dkd.seeds, dkd.mean, dkd.std, dkd.unpaired_std) == ([0], 5.0, None, None)
+    table = paired_table([kd, dkd])
+    assert "| Method − Vanilla | t -> s |" in table
+    assert "| KD | +1.67 ± 0.29 (n = 3; unpaired ± 1.26) |" in table and "| DKD | +5.00 (n = 1) |" in table
+
+    # an explicit baseline, and the files
+    diffs, paths = write_paired_report(results, str(tmp_path), baseline="KD")
+    assert [(d.method, d.baseline, d.diffs) for d in diffs] == [("Vanilla", "KD", [-2.0, -1.5, -1.5]),
+                                                                ("DKD", "KD", [3.0])]
+    assert json.load(open(paths["json"]))["differences"][0]["diffs"] == [-2.0, -1.5, -1.5]
+    assert open(paths["md"]).read().startswith("# Paired differences\n\n| Method − KD |")
+    with pytest.raises(ConfigError, match="^--baseline MLKD is not a method of this benchmark"):
+        paired_differences(results, baseline="MLKD")
+
+
+@pytest.mark.parametrize("actions, expected", [
+    (["skip", "skip"], "skip"), (["skip", "stopped"], "skip"), (["stopped", "stopped"], "skip"),
+    (["resume", "skip", "stopped"], "resume"), (["resume", "start"], "start"), (["skip", "start"], "start"),
+])
+def test_group_action(actions, expected):
+    assert group_action(actions) == expected
+
+
+def test_a_diverged_member_is_recorded_as_failed(tmp_path):
+    class Run:
+        def __init__(self, name):
+            self.method, self.pair, self.seed, self.role = name, "t -> s", 0, "student"
+            self.config, self.opts, self.folder = "x.yaml", [], str(tmp_path / name)
+
+    members = [Run("a"), Run("b")]
+
+    def fake_train_group(cfgs, resume, overwrite):
+        os.makedirs(members[0].folder)
+        with open(os.path.join(members[0].folder, "stopped.txt"), "w") as f:
+            f.write("non-finite loss at epoch 3\n")
+        return [None, 61.0]
+
+    execute_group(members, [None, None], "start", fake_train_group)
+    a, b = (read_run_json(m.folder) for m in members)
+    assert (a["status"], a["error"]) == ("failed", "non-finite loss at epoch 3")
+    assert b["status"] == "complete" and b["paired_with"] == [members[0].folder]
+    assert a["wall_time_s"] == b["wall_time_s"] >= 0
+
+
+@pytest.fixture(scope="module")
+def tiny_configs(tmp_path_factory):
+    """A tiny image folder, a random resnet8 teacher checkpoint and two configs (NONE, KD)."""
+    root = tmp_path_factory.mktemp("paired_bench")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 3)):
+        for c in range(3):
+            os.makedirs(root / split / f"c{c}")
+            for i in range(count):
+                pixels = rng.integers(0, 60, (16, 16, 3)) + np.eye(3, dtype=np.int64)[c] * 180
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / f"c{c}" / f"{i}.png")
+    torch.manual_seed(3)
+    torch.save({"model": create_model("resnet8", 3, "cifar100").state_dict()}, root / "teacher.pth")
+    paths = []
+    for method in ("NONE", "KD"):
+        cfg = {"DEVICE": "cpu", "DATASET": {"TYPE": "imagefolder", "ROOT": str(root), "NUM_WORKERS": 0},
+               "SOLVER": {"BATCH_SIZE": 6, "EPOCHS": 1}, "LOG": {"QUIET": True, "PREFIX": str(root / "out")},
+               "DISTILLER": {"TYPE": method, "STUDENT": "resnet8", "TEACHER": "resnet8",
+                             "TEACHER_WEIGHTS": str(root / "teacher.pth")}}
+        paths.append(str(root / f"{method.lower()}.yaml"))
+        with open(paths[-1], "w") as f:
+            yaml.safe_dump(cfg, f)
+    return paths, str(root / "out")
+
+
+def test_paired_matrix_end_to_end(tiny_configs):
+    paths, out = tiny_configs
+    matrix = matrix_from_configs(paths, [0, 1], "pb")
+    said = []
+    runs, counts, failures = run_paired_matrix(matrix, say=said.append)
+    assert (counts, failures) == ({"skip": 0, "resume": 0, "start": 4}, [])
+    assert [line.split(":")[0] for line in said] == ["[group 1/2] resnet8 -> resnet8 | seed 0",
+                                                     "[group 2/2] resnet8 -> resnet8 | seed 1"]
+    metas = [read_run_json(r.folder) for r in runs]
+    assert all(m["status"] == "complete" for m in metas)
+    assert metas[0]["paired_with"] == [runs[1].folder] and metas[0]["wall_time_s"] == metas[1]["wall_time_s"]
+    diffs, paths_out = write_paired_report(collect_matrix(runs), out)
+    assert [(d.method, d.baseline, d.seeds) for d in diffs] == [("KD", "Vanilla", [0, 1])]
+    # nothing left to train the second time
+    assert run_paired_matrix(matrix, say=said.append)[1] == {"skip": 4, "resume": 0, "start": 0}

@@ -5,9 +5,9 @@ import os
 import pytest
 
 from mdistiller.benchmark import find_run_folders, read_run
-from mdistiller.benchmark.paper import PAPER_RESULTS, load_paper_results, paper_comparison
+from mdistiller.benchmark.paper import PAPER_RESULTS, load_paper_results, paper_comparison, write_paper_report
 from mdistiller.config import dump_cfg, load_cfg
-from mdistiller.engine.worklog import append_best, append_epoch
+from mdistiller.engine.worklog import append_best, format_epoch_block
 
 TOY_PAPER = {
     "recipes": {"cifar100": {"epochs": 240}},
@@ -34,8 +34,9 @@ def fake_run(root, name, method, accs, epochs=240, finished=True, teacher="resne
                           "SEED", seed])
     with open(os.path.join(folder, "config.yaml"), "w") as f:
         f.write(dump_cfg(cfg))
-    for epoch, acc in enumerate(accs, 1):
-        append_epoch(os.path.join(folder, "worklog.txt"), epoch, 0.05, {"test_acc": acc, "test_acc_top5": 99.0})
+    with open(os.path.join(folder, "worklog.txt"), "w") as f:
+        f.write("".join(format_epoch_block(e, 0.05, {"test_acc": acc, "test_acc_top5": 99.0})
+                        for e, acc in enumerate(accs, 1)))
     if finished:
         append_best(os.path.join(folder, "worklog.txt"), max(accs))
     return folder
@@ -95,6 +96,11 @@ def test_runs_without_config_match_on_their_pair_label(tmp_path, results):
     moved = read_run(sld.folder, method="SLD", pair="resnet32x4 -> resnet8x4", planned_epochs=240)
     rows = table_rows(paper_comparison([moved], TOY_PAPER))
     assert rows[("cifar100", "resnet32x4 → resnet8x4", "SLD")][3:7] == ["77.69", "77.50", "-0.19", "1/1"]
+
+
+def test_write_paper_report_writes_paper_md(results, tmp_path):
+    text, path = write_paper_report(results, str(tmp_path / "out"), TOY_PAPER)
+    assert path == str(tmp_path / "out" / "paper.md") and open(path, encoding="utf-8").read() == text
 
 
 def test_teacher_rows_are_left_out(results):

@@ -11,6 +11,8 @@ Markdown section with one row per (dataset, teacher -> student, method):
             (fewer epochs than the paper's recipe), training or test subsets; such a cell's
             value carries a ‡
 
+`write_paper_report(results, out_dir)` writes it to <out_dir>/paper.md (tools/benchmark.py --paper).
+
 Rows: every published setting for the teacher/student pairs that were run (so missing methods
 show as "not run"), then the runs without a published counterpart. A run's dataset, networks,
 epochs and subsets come from its config.yaml; without one, from its "teacher -> student"
@@ -163,3 +165,15 @@ def paper_comparison(results, paper=None, title="Reproduction: published numbers
     if sources:
         lines += ["", "Published numbers: " + "; ".join(sources) + " (see mdistiller/benchmark/paper_results.json)."]
     return "\n".join(lines) + "\n"
+
+
+def write_paper_report(results, out_dir, paper=None):
+    """paper.md in out_dir; returns (Markdown text, path)."""
+    text = paper_comparison(results, paper)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "paper.md")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return text, path

@@ -1,5 +1,6 @@
 """Paired benchmarks (benchmark/paired.py): the method-minus-baseline table (hand-computed),
 group decisions, and a paired matrix end to end on a tiny image folder."""
+import importlib.util
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from mdistiller.benchmark.paired import (execute_group, group_action, paired_dif
 from mdistiller.benchmark.runner import collect_matrix
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer_support import one_thread  # noqa: F401
+from test_trainer_support import REPO, one_thread  # noqa: F401
 
 
 def result(method, seed, top1, status="complete", pair="t -> s"):
@@ -118,3 +119,26 @@ def test_paired_matrix_end_to_end(tiny_configs):
     assert [(d.method, d.baseline, d.seeds) for d in diffs] == [("KD", "Vanilla", [0, 1])]
     # nothing left to train the second time
     assert run_paired_matrix(matrix, say=said.append)[1] == {"skip": 4, "resume": 0, "start": 0}
+
+
+def test_bench_paired_cli(tiny_configs, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_paired_cli", os.path.join(REPO, "tools", "bench_paired.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    root = os.path.dirname(tiny_configs[1])
+    argv = ["--root", root, "--methods", "NONE", "SLD", "--train-subset", "0", "--test-subset", "0",
+            "--configs-dir", os.path.join(REPO, "configs"), "--out", str(tmp_path), "--threads", "1",
+            "DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "6",
+            "DISTILLER.TEACHER", "resnet8", "DISTILLER.STUDENT", "resnet8"]
+    assert tool.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "solo / paired = " in out and "machine: " in out
+    data = json.load(open(os.path.join(tmp_path, "bench_paired.json")))
+    (run,) = data["repeats"]
+    assert [r["method"] for r in run["runs"]] == ["Vanilla", "SLD"] and data["ratio_of_minima"] > 0
+    # SLD's solo stream is the group's (two views), so its weights are bit-identical
+    assert [r["same_weights"] for r in run["runs"]] == [False, True]
+    assert os.path.isfile(os.path.join(tmp_path, "random_resnet8.pth"))
+    assert tool.main(["--root", str(tmp_path / "nowhere"), "--methods", "KD", "--configs-dir",
+                      os.path.join(REPO, "configs"), "--out", str(tmp_path), "DATASET.TYPE", "imagefolder"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

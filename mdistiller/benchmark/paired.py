@@ -12,6 +12,10 @@ The members' folders are exactly a solo run's; run.json additionally names the g
 together; the group's sum is what a solo benchmark's per-run times add up to). A member
 stopped for a non-finite loss is recorded as failed with the reason; the others complete.
 
+Speed (`time_paired_vs_solo`, tools/bench_paired.py): the same configs trained one after
+another and then as one paired group, timed in one process, with each student's final
+weights compared between the two modes.
+
 The table (`paired_differences`, `write_paired_report` -> paired.md, paired.json): for each
 method and pair, d_s = best_top1(method, seed s) - best_top1(baseline, seed s) over the seeds
 where both are complete; reported as mean ± sample std of d_s (n seeds). Because both runs of
@@ -240,3 +244,63 @@ def write_paired_report(results, out_dir, baseline=None, methods=None, pairs=Non
             f.write(texts[kind])
         os.replace(tmp, path)
     return diffs, paths
+
+
+# ---------------------------------------------------------------- speed
+def same_student(folder_a, folder_b):
+    """Whether two run folders' student_latest weights are bit-identical."""
+    import torch
+
+    from ..engine.checkpoint import extract_state_dict, load_checkpoint
+
+    a, b = (extract_state_dict(load_checkpoint(os.path.join(f, "student_latest"))) for f in (folder_a, folder_b))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def time_paired_vs_solo(solo_cfgs, paired_cfgs, labels, train=None, train_group=None, say=print,
+                        paired_first=False):
+    """Train `solo_cfgs` one after another and `paired_cfgs` (the same runs in other folders)
+    as one group, each from scratch (the group first with `paired_first`); returns the wall
+    times, best top-1s, the ratio solo/paired and whether each student's weights came out
+    identical in both modes."""
+    from ..engine.build import train_paired
+    from ..engine.build import train as train_solo
+    from ..engine.run_folder import run_folder
+
+    train, train_group = train or train_solo, train_group or train_paired
+    rows, timed = [], {}
+
+    def solo():
+        for label, cfg in zip(labels, solo_cfgs):
+            say(f"solo: {label}")
+            start = time.perf_counter()
+            best = train(cfg, overwrite=True)
+            rows.append({"method": label, "solo_s": time.perf_counter() - start, "solo_best_top1": best})
+
+    def paired():
+        say(f"paired: {', '.join(labels)}")
+        start = time.perf_counter()
+        timed["bests"] = train_group(paired_cfgs, overwrite=True)
+        timed["paired_s"] = time.perf_counter() - start
+
+    for part in ((paired, solo) if paired_first else (solo, paired)):
+        part()
+    bests, paired_s = timed["bests"], timed["paired_s"]
+    for row, best, a, b in zip(rows, bests, solo_cfgs, paired_cfgs):
+        row["paired_best_top1"] = best
+        row["same_weights"] = same_student(run_folder(a), run_folder(b))
+    solo_s = sum(row["solo_s"] for row in rows)
+    return {"runs": rows, "solo_total_s": solo_s, "paired_s": paired_s, "ratio": solo_s / paired_s,
+            "order": "paired first" if paired_first else "solo first"}
+
+
+def format_speed(result):
+    """The speed result as printable lines."""
+    lines = [f"{'method':<12} {'solo s':>8} {'solo top-1':>11} {'paired top-1':>13}  weights", "-" * 60]
+    for row in result["runs"]:
+        paired = "stopped" if row["paired_best_top1"] is None else f"{row['paired_best_top1']:.2f}"
+        lines.append(f"{row['method']:<12} {row['solo_s']:>8.1f} {row['solo_best_top1']:>11.2f} {paired:>13}  "
+                     + ("identical" if row["same_weights"] else "differ"))
+    lines += ["-" * 60, f"{len(result['runs'])} solo runs: {result['solo_total_s']:.1f} s | paired group: "
+              f"{result['paired_s']:.1f} s | solo / paired = {result['ratio']:.2f}x ({result['order']})"]
+    return lines

@@ -333,5 +333,6 @@ def test_decide_skip_resume_start(tmp_path):
     assert decide(run, cfg) == ("skip", "complete")
     # logging knobs do not matter; anything that changes the result does
     assert decide(run, load_cfg(run.config, run.opts + ["LOG.QUIET", True]))[0] == "skip"
-    assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.LR", 0.2])) == ("start", "its config changed: starting over")
+    changed = load_cfg(run.config, run.opts + ["SOLVER.LR", 0.2])
+    assert decide(run, changed) == ("start", "its config changed: starting over")
     assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.EPOCHS", 2]))[0] == "start"

@@ -70,8 +70,7 @@ def folders(project):
 def test_first_invocation_trains_all_four_runs_and_writes_the_tables(micro):
     project = micro["project"]
     assert micro["code"] == 0
-    assert folders(project) == ["KD,demo_cnn_tiny-demo_cnn_tiny,seed0", "KD,demo_cnn_tiny-demo_cnn_tiny,seed1",
-                                "Vanilla,demo_cnn_tiny-demo_cnn_tiny,seed0", "Vanilla,demo_cnn_tiny-demo_cnn_tiny,seed1"]
+    assert folders(project) == [f"{m},demo_cnn_tiny-demo_cnn_tiny,seed{s}" for m in ("KD", "Vanilla") for s in (0, 1)]
     rows = list(csv.DictReader(open(project / "results.csv")))
     assert [(r["method"], r["seed"], r["status"], r["epochs"]) for r in rows] == [
         ("Vanilla", "0", "complete", "1"), ("KD", "0", "complete", "1"),
@@ -169,3 +168,10 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
                                                "pass an existing YAML with --spec"
     assert benchmark.main(["--runs-dir", str(tmp_path)]) == 2
     assert "holds no run folders" in capsys.readouterr().err
+
+
+def test_overrides_after_seeds_are_overrides():
+    args = benchmark.parse_args(["--spec", "s.yaml", "--seeds", "0", "1", "SOLVER.EPOCHS", "3"])
+    assert args.seeds == [0, 1] and args.opts == ["SOLVER.EPOCHS", "3"]
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--spec", "s.yaml", "--seeds", "SOLVER.EPOCHS", "3"])

@@ -37,7 +37,7 @@ def test_bundled_digits_and_fixed_split():
     assert (images[..., 0] == images[..., 2]).all() and images.max() == 255  # grey in 3 channels
     assert np.bincount(labels).tolist() == [500] * 10
     train, test = demo.demo_sources()
-    assert np.bincount(test.labels).tolist() == [demo.TEST_SIZE // 10] * 10
+    assert np.bincount(train.labels).tolist() == [demo.TRAIN_SIZE // 10] * 10
     assert len(train) + len(test) == 5000
     # no image is in both splits, and the split does not change between calls
     train_rows = {row.tobytes() for row in train.images[..., 0].reshape(len(train), -1)}

@@ -30,11 +30,12 @@ def parse_args(argv=None):
     what.add_argument("--spec", help="benchmark spec YAML (methods, pairs, seeds, project)")
     what.add_argument("--cfg", nargs="+", metavar="YAML", help="config files, one cell each")
     what.add_argument("--methods", nargs="+", metavar="NAME", help="methods (registered names, A+B stacks)")
-    what.add_argument("--runs-dir", nargs="+", metavar="DIR", help="tabulate existing run folders (implies --report-only)")
+    what.add_argument("--runs-dir", nargs="+", metavar="DIR",
+                      help="tabulate existing run folders (implies --report-only)")
     p.add_argument("--pairs", nargs="+", metavar="PAIR", help="with --methods: config names, e.g. res32x4_res8x4")
     p.add_argument("--dataset", default="cifar100", help="with --methods: the config tree's dataset folder")
     p.add_argument("--configs-dir", default="configs", help="with --methods: root of the config tree")
-    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the spec's, else 0)")
+    p.add_argument("--seeds", nargs="+", metavar="N", help="seeds (default: the spec's, else 0)")
     p.add_argument("--project", help="EXPERIMENT.PROJECT of the runs (default: the spec's, else 'benchmark')")
     p.add_argument("--out", help="where results.* go (default: <LOG.PREFIX>/<project>, or the --runs-dir)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what would happen; train nothing")
@@ -43,9 +44,23 @@ def parse_args(argv=None):
     p.add_argument("--no-chart", action="store_true", help="skip results.png")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
+    split_seeds(p, args)
     if args.methods and not args.pairs:
         p.error("--methods needs --pairs")
     return args
+
+
+def split_seeds(parser, args):
+    """`--seeds 0 1 SOLVER.EPOCHS 5`: argparse hands the overrides to --seeds too; the numbers
+    are the seeds and the rest goes back to the overrides."""
+    if not args.seeds:
+        return
+    items = list(args.seeds)
+    count = next((i for i, item in enumerate(items) if not item.lstrip("-").isdigit()), len(items))
+    if count == 0:
+        parser.error(f"--seeds expects whole numbers, got {items[0]!r}")
+    args.seeds = [int(item) for item in items[:count]]
+    args.opts = items[count:] + list(args.opts or [])
 
 
 def build_matrix(args):

@@ -35,11 +35,13 @@ CIFAR_SPEC = os.path.join(ROOT, "configs", "demo", "cifar100.yaml")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Teacher -> Vanilla/KD/DKD/MLKD/SLD students -> benchmark table.")
     p.add_argument("--cifar", metavar="ROOT", help="run on a CIFAR-100 subset found under this DATASET.ROOT")
-    p.add_argument("--seeds", nargs="+", type=int, help="student seeds (default 0)")
+    p.add_argument("--seeds", nargs="+", metavar="N", help="student seeds (default 0)")
     p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    benchmark.split_seeds(p, args)
+    return args
 
 
 def check_data(args):

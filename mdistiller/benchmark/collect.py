@@ -25,6 +25,7 @@ from typing import List, Optional
 import yaml
 
 from .events import read_scalars
+from .spec import method_label, pair_label
 from .worklog import read_worklog
 
 RUN_JSON = "run.json"
@@ -104,24 +105,25 @@ def count_parameters(state_dict, prefix=""):
     return total
 
 
-def _state_dict(path):
+def _first_state_dict(folder, names):
+    """The state dict in the first readable checkpoint among `names`, or None."""
     from ..engine.checkpoint import extract_state_dict, load_checkpoint
     from ..errors import CheckpointError
 
-    if not os.path.isfile(path):
-        return None
-    try:
-        return extract_state_dict(load_checkpoint(path), path)
-    except CheckpointError:
-        return None
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            try:
+                return extract_state_dict(load_checkpoint(path), path)
+            except CheckpointError:
+                continue
+    return None
 
 
 def parameter_counts(folder):
     """(student parameters, teacher parameters) from the folder's checkpoints (None if unknown)."""
-    student = next((sd for sd in (_state_dict(os.path.join(folder, n)) for n in ("student_best", "student_latest"))
-                    if sd is not None), None)
-    distiller = next((sd for sd in (_state_dict(os.path.join(folder, n)) for n in ("best", "latest"))
-                      if sd is not None), None)
+    student = _first_state_dict(folder, ("student_best", "student_latest"))
+    distiller = _first_state_dict(folder, ("best", "latest"))
     teacher = count_parameters(distiller, "teacher.") if distiller is not None else 0
     return (count_parameters(student) if student is not None else None), (teacher or None)
 
@@ -131,9 +133,8 @@ def labels_from_config(config):
     d = config.get("DISTILLER")
     if not isinstance(d, dict) or "TYPE" not in d:
         return None
-    stack = list(d.get("STACK") or [])
-    method = "Vanilla" if d["TYPE"] == "NONE" and not stack else "+".join([d["TYPE"], *stack])
-    return method, f"{d.get('TEACHER')} -> {d.get('STUDENT')}", config.get("SEED")
+    method = method_label(d["TYPE"], d.get("STACK") or [])
+    return method, pair_label(d.get("TEACHER"), d.get("STUDENT")), config.get("SEED")
 
 
 def labels_from_name(name):
@@ -144,7 +145,7 @@ def labels_from_name(name):
     parts = [re.split(r"(?=[A-Z][A-Z0-9_.]*:)", p)[0] for p in name.split(",")]
     parts = [p for p in parts if p]
     if len(parts) >= 3:
-        return parts[0], f"{parts[1]} -> {parts[2]}", seed
+        return parts[0], pair_label(parts[1], parts[2]), seed
     return name, "", seed
 
 

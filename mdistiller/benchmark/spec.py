@@ -75,10 +75,6 @@ class Matrix:
     def pairs(self):
         return _unique(c.pair for c in self.cells)
 
-    @property
-    def reference_methods(self):
-        return _unique(c.method for c in self.cells if c.role == TEACHER_ROLE)
-
 
 @dataclass
 class Run:
@@ -92,20 +88,12 @@ class Run:
     opts: List
     folder: str  # <LOG.PREFIX>/<PROJECT>/<NAME>
 
-    @property
-    def name(self):
-        return os.path.basename(self.folder)
-
     def cfg(self):
         return load_cfg(self.config, self.opts)
 
 
 def _unique(items):
-    seen = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
+    return list(dict.fromkeys(items))
 
 
 def slug(text):
@@ -113,14 +101,21 @@ def slug(text):
     return re.sub(r"[^A-Za-z0-9._+]+", "-", str(text)).strip("-") or "x"
 
 
-def method_label(cfg):
-    if cfg.DISTILLER.TYPE == "NONE" and not cfg.DISTILLER.STACK:
+def method_label(distiller, stack=()):
+    """Row label of a DISTILLER.TYPE (+ STACK): "KD", "SLD+REVIEWKD"; NONE is "Vanilla"."""
+    if distiller == "NONE" and not stack:
         return "Vanilla"
-    return "+".join([cfg.DISTILLER.TYPE, *cfg.DISTILLER.STACK])
+    return "+".join([distiller, *stack])
 
 
-def pair_label(cfg):
-    return f"{cfg.DISTILLER.TEACHER} -> {cfg.DISTILLER.STUDENT}"
+def pair_label(teacher, student):
+    return f"{teacher} -> {student}"
+
+
+def cfg_labels(cfg):
+    """(row, column) labels of a config."""
+    d = cfg.DISTILLER
+    return method_label(d.TYPE, d.STACK), pair_label(d.TEACHER, d.STUDENT)
 
 
 # ---------------------------------------------------------------- building a Matrix
@@ -189,7 +184,7 @@ def load_matrix(path):
         seeds = _seeds(entry.get("seeds"), where + " seeds")
         for pair, pair_opts in pairs.items():
             pair_opts = _opts_list(pair_opts, f"benchmark spec {path}, pair {pair!r}")
-            label_pair = pair if pair is not None else pair_label(load_cfg(config, common + pair_opts + opts))
+            label_pair = pair if pair is not None else cfg_labels(load_cfg(config, common + pair_opts + opts))[1]
             cells.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
     if None in pairs:
         cells = _join_teacher_columns(cells, common)
@@ -219,8 +214,7 @@ def matrix_from_configs(paths, seeds, project, opts=()):
     """One cell per config file, labelled from its DISTILLER section."""
     cells = []
     for path in paths:
-        cfg = load_cfg(path, list(opts))
-        cells.append(Cell(method_label(cfg), pair_label(cfg), path))
+        cells.append(Cell(*cfg_labels(load_cfg(path, list(opts))), path))
     return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
 
 
@@ -322,5 +316,6 @@ def plan_runs(matrix):
     folders = [r.folder for r in runs]
     clash = next((f for f in folders if folders.count(f) > 1), None)
     if clash:
-        raise ConfigError(f"two benchmark runs would share the folder {clash}; give their methods/pairs distinct labels")
+        raise ConfigError(f"two benchmark runs would share the folder {clash}; "
+                          "give their methods/pairs distinct labels")
     return runs

@@ -1,0 +1,195 @@
+"""Speed measurements behind `tools/bench_speed.py`: data pipelines, train steps, full epochs.
+
+Two ways to train the same SLD step are timed in one process, on the same device and data:
+  reference  what the official code does: a torchvision DataLoader with per-image PIL
+             RandAugment, four separate forward passes (student and teacher per view) and one
+             KL call per (view, temperature, target);
+  ours       the fast on-device loader, one teacher pass over both views, every KL in one
+             vectorised call (the distiller's own `forward_train`), optional AMP /
+             channels_last / torch.compile.
+Both do the same arithmetic (the tests check the losses are equal), so the ratio of their
+images/s is the speed-up a user gets.
+"""
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.datasets import ArraySource, TrainDataset
+from ..data.fast.bench import images_per_second, two_view_throughput
+from ..data.fast.loader import FastTrainLoader, images_to_tensor
+from ..data.loaders import TRAIN, make_loader
+from ..data.transforms import CIFAR100_MEAN, CIFAR100_STD, cifar_spec, train_views
+from ..distillers import build_distiller
+from ..distillers.losses import kd_loss, swap_logits
+from ..engine.device import autocast, compile_networks, prepare_model, to_device
+from ..engine.optim import build_optimizer
+from ..models import create_model
+
+
+def synthetic_cifar(n, num_classes=100, seed=0):
+    """Random uint8 images (N, 32, 32, 3) and labels: the pipelines' cost does not depend on
+    the pixel values, so timings on them stand for real CIFAR-100 of the same size."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, num_classes, size=n).astype(np.int64))
+
+
+def reference_sld_losses(student, teacher, images, target, epoch, cfg):
+    """The official step's structure: four forwards, one KL call per view x temperature x term."""
+    s_w, s_s = student(images[0])[0], student(images[1])[0]
+    with torch.no_grad():
+        t_w, t_s = teacher(images[0])[0], teacher(images[1])[0]
+    ce = F.cross_entropy(s_w, target) + F.cross_entropy(s_s, target)
+    kd = 0.0
+    for s, t in ((s_w, t_w), (s_s, t_s)):
+        for temperature in cfg.SLD.TEMPERATURES:
+            kd = kd + kd_loss(s, swap_logits(t, target), temperature)
+            if epoch > cfg.SLD.GAMMA:
+                kd = kd + kd_loss(s, swap_logits(s, target), temperature)
+    return cfg.KD.LOSS.CE_WEIGHT * ce + cfg.KD.LOSS.KD_WEIGHT * kd
+
+
+def _models(cfg, num_classes, device, channels_last=False):
+    torch.manual_seed(cfg.SEED)
+    student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE, key="DISTILLER.STUDENT")
+    teacher = create_model(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, key="DISTILLER.TEACHER")
+    distiller = build_distiller(cfg, student, teacher)
+    return prepare_model(distiller, device, channels_last)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_steps(step, batches, warmup, device):
+    """images/s of `step()` (returns the batch size) over `batches` calls after `warmup`."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start, seen = time.perf_counter(), 0
+    for _ in range(batches):
+        seen += step()
+    _sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def _peak_reset(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mib(device):
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def _endless(loader):
+    while True:
+        yield from loader
+
+
+def reference_step_fn(cfg, images, labels, device, workers, epoch):
+    distiller = _models(cfg, int(labels.max()) + 1, device)
+    distiller.train()
+    optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
+    dataset = TrainDataset(ArraySource(images, labels), train_views(cifar_spec(), 2))
+    loader = make_loader(dataset, cfg.SOLVER.BATCH_SIZE, TRAIN, cfg.SEED, num_workers=workers,
+                         pin_memory=device.type == "cuda")
+    stream = _endless(loader)
+
+    def step():
+        batch = to_device(next(stream), device)
+        loss = reference_sld_losses(distiller.student, distiller.teacher,
+                                    (batch["image_weak"], batch["image_strong"]), batch["target"], epoch, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return batch["target"].shape[0]
+
+    return step, len(loader)
+
+
+def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channels_last=False, compile_=False):
+    distiller = _models(cfg, int(labels.max()) + 1, device, channels_last)
+    if compile_:
+        compile_networks(distiller)
+    distiller.train()
+    optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
+    loader = FastTrainLoader(images_to_tensor(images, device), torch.as_tensor(labels, device=device),
+                             cfg.SOLVER.BATCH_SIZE, 2, CIFAR100_MEAN, CIFAR100_STD, seed=cfg.SEED,
+                             num_workers=workers, channels_last=channels_last)
+    stream = _endless(loader)
+
+    def step():
+        batch = next(stream)
+        with autocast(device, amp):
+            _, losses = distiller(**batch, epoch=epoch)
+        loss = sum(v.float().mean() for v in losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return batch["target"].shape[0]
+
+    return step, len(loader)
+
+
+def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, epoch=None,
+                  amp="none", channels_last=False, compile_=False, full_epoch=False, sections=("data", "step")):
+    """All measurements as a dict (see tools/bench_speed.py for the printed table)."""
+    device = torch.device(device)
+    epoch = cfg.SLD.GAMMA + 1 if epoch is None else epoch  # both SLD terms on: the costlier step
+    out = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
+           "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": cfg.SOLVER.BATCH_SIZE,
+           "images": int(len(labels)), "workers": workers, "epoch_for_loss": epoch, "amp": amp,
+           "channels_last": channels_last, "compile": compile_,
+           "pair": f"{cfg.DISTILLER.TEACHER} -> {cfg.DISTILLER.STUDENT}", "distiller": cfg.DISTILLER.TYPE}
+    if "data" in sections:
+        out["data"] = two_view_throughput(images, labels, cfg.SOLVER.BATCH_SIZE, workers, batches, str(device),
+                                          cfg.SEED)
+    if "step" in sections:
+        _peak_reset(device)
+        ref, ref_len = reference_step_fn(cfg, images, labels, device, workers, epoch)
+        ref_ips = _timed_steps(ref, batches, warmup, device)
+        ref_mem = _peak_mib(device)
+        del ref
+        _peak_reset(device)
+        ours, ours_len = our_step_fn(cfg, images, labels, device, workers, epoch, amp, channels_last, compile_)
+        ours_ips = _timed_steps(ours, batches, warmup, device)
+        out["step"] = {"reference": ref_ips, "ours": ours_ips, "speedup": ours_ips / ref_ips,
+                       "reference_peak_mib": ref_mem, "ours_peak_mib": _peak_mib(device)}
+        if full_epoch:
+            # One whole pass over the training set with our step (no evaluation), as an epoch.
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(ours_len):
+                ours()
+            _sync(device)
+            out["epoch_seconds"] = {"ours": time.perf_counter() - start, "iterations": ours_len,
+                                    "reference_estimate": ref_len * cfg.SOLVER.BATCH_SIZE / ref_ips}
+    return out
+
+
+def format_table(result):
+    """The measurements as aligned text lines."""
+    lines = [f"device {result['device_name']} | torch {result['torch']} | {result['pair']} {result['distiller']} | "
+             f"batch {result['batch_size']} | {result['images']} images | workers {result['workers']} | "
+             f"amp {result['amp']} channels_last {result['channels_last']} compile {result['compile']}",
+             f"{'measure':<34}{'reference':>14}{'ours':>14}{'ratio':>9}"]
+    if "data" in result:
+        d = result["data"]
+        lines.append(f"{'two-view data pipeline (img/s)':<34}{d['pil']:>14.0f}{d['fast']:>14.0f}{d['speedup']:>8.2f}x")
+    if "step" in result:
+        s = result["step"]
+        lines.append(f"{'SLD train step (img/s)':<34}{s['reference']:>14.0f}{s['ours']:>14.0f}{s['speedup']:>8.2f}x")
+        if s["ours_peak_mib"] is not None:
+            lines.append(f"{'peak device memory (MiB)':<34}{s['reference_peak_mib']:>14.0f}{s['ours_peak_mib']:>14.0f}"
+                         f"{s['ours_peak_mib'] / s['reference_peak_mib']:>8.2f}x")
+    if "epoch_seconds" in result:
+        e = result["epoch_seconds"]
+        lines.append(f"{'one epoch, train only (s)':<34}{e['reference_estimate']:>13.1f}*{e['ours']:>14.2f}"
+                     f"{e['reference_estimate'] / e['ours']:>8.2f}x")
+        lines.append("* reference epoch estimated from its step throughput; ours measured over "
+                     f"{e['iterations']} iterations")
+    return lines

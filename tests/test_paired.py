@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mdistiller.distillers.base import Distiller
 from mdistiller.engine.checkpoint import load_checkpoint
 from mdistiller.engine.paired import SharedTeacherStep, check_group, teacher_rows
 from mdistiller.engine.trainer import NonFiniteLossError, StudentRun, Trainer
@@ -34,6 +35,19 @@ class WeakTeacherOnly(TinyKD):
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         WeakTeacherOnly.shapes.append((len(student_outs), len(teacher_outs), teacher_outs[0][0].shape[0]))
         return super().distill(student_outs, teacher_outs, target, epoch)
+
+
+class PlugIn(Distiller):
+    """An mdistiller-style plug-in: overrides forward_train and runs its teacher itself."""
+
+    def __init__(self, student, teacher, cfg=None):
+        super().__init__(student, teacher)
+
+    def forward_train(self, image=None, target=None, epoch=1, **kwargs):
+        logits, _ = self.student(image)
+        with torch.no_grad():
+            teacher_logits, _ = self.teacher(image)
+        return logits, {"loss_ce": F.cross_entropy(logits, target), "loss_kd": F.mse_loss(logits, teacher_logits)}
 
 
 class NaNAtEpoch2(TinyKD):
@@ -124,6 +138,20 @@ def test_views_union_gives_one_view_runs_the_weak_view(tmp_path):
     # slice of the single teacher pass over both views
     assert set(WeakTeacherOnly.shapes) == {(1, 1, 16), (2, 1, 16)}
     assert [c for c in calls if c > 2] == [32] * 4
+
+
+def test_plug_in_runs_its_own_forward_on_its_solo_batch(tmp_path):
+    solo = tiny_cfg(tmp_path / "solo", "EXPERIMENT.NAME", "plugin")
+    tiny_trainer(solo, distiller_cls=PlugIn).fit()
+    cfgs = [tiny_cfg(tmp_path, "EXPERIMENT.NAME", "plugin"),
+            tiny_cfg(tmp_path, "EXPERIMENT.NAME", "two", "SOLVER.TRAINER", "ours")]
+    paired_trainer(cfgs, [PlugIn, TinyKD], [1, 2]).fit()  # two-view batches; the plug-in gets `image`
+    solo_state = load_checkpoint(os.path.join(folder(solo), "latest"))
+    paired_state = load_checkpoint(os.path.join(folder(cfgs[0]), "latest"))
+    assert solo_state["epoch"] == paired_state["epoch"] == 2  # trained; not the same stream (two-view loader)
+    assert not torch.equal(solo_state["model"]["student.fc.weight"], paired_state["model"]["student.fc.weight"])
+    paired_trainer([tiny_cfg(tmp_path / "one", "EXPERIMENT.NAME", "plugin")], [PlugIn]).fit()
+    assert_same_run(folder(solo), os.path.join(tmp_path, "one", "p", "plugin"))
 
 
 def test_teacher_input_must_be_views_or_their_prefix():

@@ -142,3 +142,20 @@ def test_bench_paired_cli(tiny_configs, tmp_path, capsys):
     assert tool.main(["--root", str(tmp_path / "nowhere"), "--methods", "KD", "--configs-dir",
                       os.path.join(REPO, "configs"), "--out", str(tmp_path), "DATASET.TYPE", "imagefolder"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_benchmark_cli_paired(tiny_configs, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("benchmark_cli", os.path.join(REPO, "tools", "benchmark.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    paths, _ = tiny_configs
+    argv = ["--cfg", *paths, "--seeds", "0", "1", "--paired", "--project", "cli", "--out", str(tmp_path),
+            "--no-chart"]
+    assert tool.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[group 2/2]" in out and "| Method − Vanilla | resnet8 -> resnet8 |" in out
+    assert os.path.isfile(os.path.join(tmp_path, "paired.md")) and os.path.isfile(os.path.join(tmp_path, "results.md"))
+    runs_dir = os.path.join(tiny_configs[1], "cli")  # <LOG.PREFIX>/<project>
+    assert tool.main(["--runs-dir", runs_dir, "--paired", "--baseline", "KD", "--out", str(tmp_path / "again"),
+                      "--no-chart"]) == 0
+    assert "| Method − KD |" in capsys.readouterr().out

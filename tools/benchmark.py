@@ -8,6 +8,9 @@
     python tools/benchmark.py --methods KD DKD SLD --pairs res56_res20 res32x4_res8x4 --seeds 0 1 2
     # tables only, from folders already there (also mdistiller's own output folders)
     python tools/benchmark.py --report-only --runs-dir output/cifar100_baselines
+    # paired: each (pair, seed)'s students train together on one data stream, one teacher pass
+    # per batch (mdistiller/benchmark/paired.py); adds paired.md/json: method minus baseline per seed
+    python tools/benchmark.py --methods NONE KD DKD SLD --pairs res32x4_res8x4 --seeds 0 1 2 --paired
 
 Runs that are complete are skipped and interrupted ones resumed, so the same command can be
 repeated or extended; --dry-run lists what would run. Results: results.md (papers' layout),
@@ -42,6 +45,11 @@ def parse_args(argv=None):
     p.add_argument("--report-only", action="store_true", help="train nothing; tables from the folders present")
     p.add_argument("--quiet", action="store_true", help="no progress bars (LOG.QUIET)")
     p.add_argument("--no-chart", action="store_true", help="skip results.png")
+    p.add_argument("--paired", action="store_true",
+                   help="train each (pair, seed)'s students together (one stream, one teacher pass) and "
+                        "tabulate method minus baseline per seed (paired.md/json)")
+    p.add_argument("--baseline", help="with --paired: the method the differences are taken against "
+                                      "(default: the vanilla student, else the first method)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     split_seeds(p, args)
@@ -109,14 +117,26 @@ def report(results, out_dir, methods=None, pairs=None, chart=True):
     return summary
 
 
+def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
+    from mdistiller.benchmark.paired import paired_table, write_paired_report
+
+    diffs, paths = write_paired_report(results, out_dir, baseline, methods, pairs)
+    print()
+    print(paired_table(diffs))
+    print("paired: " + ", ".join(paths.values()))
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
         if args.runs_dir:
             results = discovered_results(args.runs_dir)
             report(results, args.out or args.runs_dir[0], chart=not args.no_chart)
+            if args.paired:
+                paired_report(results, args.out or args.runs_dir[0], args.baseline)
             return 0
         from mdistiller.benchmark import collect_matrix, run_matrix
+        from mdistiller.benchmark.paired import run_paired_matrix
         from mdistiller.benchmark.spec import plan_runs
 
         matrix = build_matrix(args)
@@ -124,7 +144,7 @@ def main(argv=None):
         if args.report_only:
             runs = plan_runs(matrix)
         else:
-            runs, counts, failures = run_matrix(matrix, dry_run=args.dry_run)
+            runs, counts, failures = (run_paired_matrix if args.paired else run_matrix)(matrix, dry_run=args.dry_run)
             print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
                   if args.dry_run else
                   f"ran {counts['start'] + counts['resume'] - len(failures)}, skipped {counts['skip']} complete, "
@@ -132,7 +152,10 @@ def main(argv=None):
             if args.dry_run:
                 return 0
         out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))
-        report(collect_matrix(runs), out, matrix.methods, matrix.pairs, chart=not args.no_chart)
+        results = collect_matrix(runs)
+        report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart)
+        if args.paired:
+            paired_report(results, out, args.baseline, matrix.methods, matrix.pairs)
         return 1 if failures else 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -178,7 +178,8 @@ def tsne_embeddings(features, targets, samples=TSNE_SAMPLES, seed=0):
 
 
 def swap_series(folder):
-    """(rates, ranks) {name: [(epoch, value)]} from the run's worklog ({} when it has none)."""
+    """(rates, ranks, last) from the run's worklog: rates and ranks {name: [(epoch, value)]}, last
+    {name: value} of the last epoch logged (a rank is missing in an epoch without swapped rows)."""
     from ..benchmark.worklog import read_worklog
 
     log = read_worklog(os.path.join(folder, "worklog.txt"))
@@ -186,7 +187,8 @@ def swap_series(folder):
     series = {k[len("swap."):]: log.series(k) for k in keys}
     rates = {k: v for k, v in series.items() if not k.startswith("rank_")}
     ranks = {k[len("rank_"):]: v for k, v in series.items() if k.startswith("rank_")}
-    return rates, ranks
+    last = {k[len("swap."):]: v for k, v in log.epochs[-1].items() if k.startswith("swap.")} if keys else {}
+    return rates, ranks, last
 
 
 def student_swap_gamma(cfg):
@@ -217,11 +219,9 @@ def draw(analysis, out_dir, tsne_samples=TSNE_SAMPLES, max_diff=plots.CORRELATIO
             embeddings, shown = tsne_embeddings(features, a.targets, tsne_samples)
             figures["tsne"] = plots.tsne_figure(embeddings, shown, names)
     if folder is not None:
-        rates, ranks = swap_series(folder)
+        rates, ranks, a.swap_last = swap_series(folder)
         if rates:
             figures["swap_rates"] = plots.swap_rates_figure(rates, ranks, student_swap_gamma(cfg) if cfg else None)
-            a.swap_last = {k: v[-1][1] for k, v in rates.items()}
-            a.swap_last.update({f"rank_{k}": v[-1][1] for k, v in ranks.items()})
     os.makedirs(out_dir, exist_ok=True)
     for kind, fig in figures.items():
         a.files[kind] = plots.save_figure(fig, os.path.join(out_dir, f"{kind}.png"))

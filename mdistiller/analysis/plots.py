@@ -88,7 +88,8 @@ def per_class_accuracy_figure(teacher_acc, student_acc, class_names):
     _class_ticks(ax, class_names, "x", order)
     ax.set_xlabel("class (sorted by teacher accuracy)")
     ax.set_ylabel("test top-1 (%)")
-    ax.set_ylim(0, 105)
+    lowest = np.nanmin(np.concatenate([teacher_acc, student_acc])) if len(order) else 0.0
+    ax.set_ylim(max(0.0, 5.0 * np.floor(np.nan_to_num(lowest) / 5.0) - 5.0), 100.5)  # zoom on the differences
     better = int(np.sum(student_acc > teacher_acc))
     ax.set_title(f"Per-class accuracy: student above teacher on {better} of {len(order)} classes")
     ax.legend(loc="lower left", fontsize="small")
@@ -118,7 +119,10 @@ def reliability_figure(curves):
 def rescued_pairs_figure(pairs, class_names, top=15):
     """Horizontal bars: the most frequent (true class -> teacher's wrong guess) confusions on
     samples the student classifies correctly."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax,) = new_figure(width=6.5, height=max(3.0, 0.3 * min(len(pairs), top) + 1.5))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     shown = pairs[:top][::-1]  # largest at the top
     if shown:
         ax.barh(range(len(shown)), [p.count for p in shown], color=STUDENT_COLOUR)

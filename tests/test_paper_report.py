@@ -123,3 +123,22 @@ def test_the_shipped_numbers_are_those_of_the_sld_docs():
     for (dataset, teacher, student, _) in got:
         zoo = cifar_model_dict if dataset == "cifar100" else imagenet_model_dict
         assert teacher in zoo and student in zoo  # the repository's architecture names
+
+
+def test_benchmark_cli_report_only_paper(tmp_path, capsys):
+    import importlib.util
+
+    root = str(tmp_path / "runs")
+    fake_run(root, "sld0", "SLD", [50.0] * 239 + [77.5])
+    spec = importlib.util.spec_from_file_location("benchmark_cli", os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "tools", "benchmark.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out = str(tmp_path / "out")
+    assert cli.main(["--report-only", "--paper", "--runs-dir", root, "--out", out, "--no-chart"]) == 0
+    text = open(os.path.join(out, "paper.md"), encoding="utf-8").read()
+    assert "| cifar100 | resnet32x4 → resnet8x4 | SLD | 77.69 | 77.50 | -0.19 | 1/1 |  |" in text
+    assert "| cifar100 | resnet32x4 → resnet8x4 | DKD | 76.32 | — | — | 0 | not run |" in text  # the shipped data
+    printed = capsys.readouterr().out
+    assert text in printed and f"paper: {os.path.join(out, 'paper.md')}" in printed
+    assert os.path.isfile(os.path.join(out, "results.md"))  # the usual report is still written

@@ -11,6 +11,8 @@
     # paired: each (pair, seed)'s students train together on one data stream, one teacher pass
     # per batch (mdistiller/benchmark/paired.py); adds paired.md/json: method minus baseline per seed
     python tools/benchmark.py --methods NONE KD DKD SLD --pairs res32x4_res8x4 --seeds 0 1 2 --paired
+    # reproduction report: the papers' published numbers beside ours (paper.md; mdistiller/benchmark/paper.py)
+    python tools/benchmark.py --report-only --paper --methods KD DKD MLKD SLD --pairs res32x4_res8x4 --seeds 0 1 2
 
 Runs that are complete are skipped and interrupted ones resumed, so the same command can be
 repeated or extended; --dry-run lists what would run. Results: results.md (papers' layout),
@@ -45,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--report-only", action="store_true", help="train nothing; tables from the folders present")
     p.add_argument("--quiet", action="store_true", help="no progress bars (LOG.QUIET)")
     p.add_argument("--no-chart", action="store_true", help="skip results.png")
+    p.add_argument("--paper", action="store_true", help="also paper.md: the published numbers beside ours, with "
+                                                        "deltas (mdistiller/benchmark/paper_results.json)")
     p.add_argument("--paired", action="store_true",
                    help="train each (pair, seed)'s students together (one stream, one teacher pass) and "
                         "tabulate method minus baseline per seed (paired.md/json)")
@@ -126,6 +130,15 @@ def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
     print("paired: " + ", ".join(paths.values()))
 
 
+def paper_report(results, out_dir):
+    from mdistiller.benchmark.paper import write_paper_report
+
+    text, path = write_paper_report(results, out_dir)
+    print()
+    print(text)
+    print(f"paper: {path}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -134,6 +147,8 @@ def main(argv=None):
             report(results, args.out or args.runs_dir[0], chart=not args.no_chart)
             if args.paired:
                 paired_report(results, args.out or args.runs_dir[0], args.baseline)
+            if args.paper:
+                paper_report(results, args.out or args.runs_dir[0])
             return 0
         from mdistiller.benchmark import collect_matrix, run_matrix
         from mdistiller.benchmark.paired import run_paired_matrix
@@ -156,6 +171,8 @@ def main(argv=None):
         report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart)
         if args.paired:
             paired_report(results, out, args.baseline, matrix.methods, matrix.pairs)
+        if args.paper:
+            paper_report(results, out)
         return 1 if failures else 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

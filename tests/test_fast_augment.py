@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from mdistiller.data import randaugment as ra
-from mdistiller.data.fast import augment, ops
+from mdistiller.data.fast import augment
 from mdistiller.data.transforms import PadCropFlip
 from test_data_helpers import pixels
 

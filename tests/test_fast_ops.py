@@ -75,8 +75,8 @@ def test_cutout_matches_official_at_recorded_centres(official):
     image = official["images"][:1]
     for v, expected in zip(official["Cutout__magnitudes"], official["Cutout"]):
         cx, cy = official[f"Cutout_v{v}_centre"]
-        out = ops.cutout(as_batch(image), torch.tensor([v * 32], dtype=torch.float64),
-                         torch.tensor([cx], dtype=torch.float64), torch.tensor([cy], dtype=torch.float64), ra.CUTOUT_FILL)
+        as_t = lambda value: torch.tensor([value], dtype=torch.float64)
+        out = ops.cutout(as_batch(image), as_t(v * 32), as_t(cx), as_t(cy), ra.CUTOUT_FILL)
         np.testing.assert_array_equal(as_hwc(out), expected)
 
 
@@ -156,7 +156,8 @@ def test_crop_flip_matches_pil_path():
     offsets[:4] = [[0, 0], [8, 8], [0, 8], [4, 4]]
     flips = rng.random(len(images)) < 0.5
     reference = PadCropFlip(4)
-    expected = np.stack([reference.apply(img, top, left, flip) for img, (top, left), flip in zip(images, offsets, flips)])
+    expected = np.stack([reference.apply(img, top, left, flip)
+                         for img, (top, left), flip in zip(images, offsets, flips)])
     out = ops.crop_flip(as_batch(images), torch.as_tensor(offsets), torch.as_tensor(flips), 4)
     np.testing.assert_array_equal(as_hwc(out), expected)
 

@@ -120,15 +120,19 @@ def sample_cutout(n, width, height, generator, device):
 
 
 def weak_view(images, generator, pad=PAD):
-    """Pad-crop + flip, each sample its own draw. uint8 in, uint8 out."""
+    """Pad-crop + flip, each sample its own draw. uint8 in and out."""
     return ops.crop_flip(images, *sample_crop_flip(images.shape[0], generator, images.device, pad), pad)
 
 
-def strong_view(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):
-    """Pad-crop + flip, `num_ops` RandAugment ops, Cutout — each sample its own draws."""
+def randaugment(images, generator, table, num_ops=OPS_PER_IMAGE):
+    """`num_ops` RandAugment ops then Cutout, each sample its own draws. uint8 in and out."""
     n, _, h, w = images.shape
-    images = weak_view(images, generator, pad)
     op_ids, magnitudes = table.sample(n, num_ops, generator, images.device)
     for k in range(num_ops):
         images = apply_ops(images, op_ids[:, k], magnitudes[:, k], table)
     return ops.cutout(images, *sample_cutout(n, w, h, generator, images.device), fill=CUTOUT_FILL)
+
+
+def strong_view(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):
+    """Pad-crop + flip (its own draw), then RandAugment + Cutout. uint8 in and out."""
+    return randaugment(weak_view(images, generator, pad), generator, table, num_ops)

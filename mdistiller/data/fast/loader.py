@@ -4,7 +4,8 @@ Per epoch a permutation is drawn on the device and a rank takes its shard. Sampl
 augmented a *block* (several batches) at a time — every op is one batched call per block, so
 per-call overhead is shared by many images — and each block is cut into batches in the
 trainer's format: {"image": T} (one view) or {"image_weak": T, "image_strong": T} (two views),
-plus "target" (long) and "index" (long, position in the training set).
+plus "target" (long) and "index" (long, position in the training set). Views stay uint8 in a
+block and are normalised batch by batch as they are handed out.
 
 Reproducibility: the permutation is seeded from (SEED, epoch), the same on every rank; block k's
 augmentations from (SEED, epoch, rank, k). A run repeats exactly for the same seed, device
@@ -12,8 +13,9 @@ type, world size and block size, whatever the number of workers.
 
 Workers: on the CPU, `num_workers` threads make the next blocks while the trainer consumes the
 current one (like the PIL DataLoader's worker processes; threads need no inter-process copies,
-and torch ops release the GIL). On an accelerator blocks are made in the main thread: the
-device runs the kernels asynchronously anyway.
+and torch ops release the GIL — worker processes were tried and handing their blocks back cost
+more than it saved). On an accelerator blocks are made in the main thread: the device runs the
+kernels asynchronously anyway.
 
 On the CPU each block is made on one intra-op thread: its tensors are small, so splitting ops
 over threads gains little, and while other processes load the cores an OpenMP barrier can stall
@@ -30,7 +32,7 @@ import torch
 from ...errors import ConfigError
 from . import augment, ops
 
-DEFAULT_BLOCK = {"cpu": 512}  # samples augmented per call; other devices use ACCELERATOR_BLOCK
+DEFAULT_BLOCK = {"cpu": 1024}  # samples augmented per call; other devices use ACCELERATOR_BLOCK
 ACCELERATOR_BLOCK = 8192
 BLOCKS_AHEAD_PER_WORKER = 2  # as DataLoader's prefetch_factor
 VIEW_KEYS = {1: ("image",), 2: ("image_weak", "image_strong")}
@@ -138,7 +140,7 @@ class FastTrainLoader:
 
         if not self.num_workers:
             for k in range(num_blocks):
-                yield from self._batches(block(k))
+                yield from self._batches(block(k), threads)
             return
         pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="fast-loader")
         try:
@@ -148,22 +150,27 @@ class FastTrainLoader:
                 made = pending.popleft().result()
                 if k < num_blocks:
                     pending.append(pool.submit(block, k))
-                yield from self._batches(made)
+                yield from self._batches(made, threads)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _batches(self, block):
+    def _batches(self, block, threads):
+        """Cut a block into batches, normalising each batch's views just before it is handed out
+        (batch-sized float tensors stay in cache; block-sized ones cost page faults)."""
         for start in range(0, block["target"].shape[0], self.batch_size):
-            yield {key: value[start:start + self.batch_size] for key, value in block.items()}
+            batch = {key: value[start:start + self.batch_size] for key, value in block.items()}
+            with one_cpu_thread(self.device, threads):
+                for key in VIEW_KEYS[self.views]:
+                    batch[key] = ops.normalize(batch[key], self.mean, self.std, self.dtype, self.channels_last)
+            yield batch
 
     def make_block(self, rows, generator):
-        """The views (normalised), targets and indices of samples `rows`, all at once."""
+        """The uint8 views, targets and indices of samples `rows`, all at once."""
         images = self.images.index_select(0, rows)  # much faster than images[rows] on the CPU
         views = [augment.weak_view(images, generator)]
         if self.views == 2:
             views.append(augment.strong_view(images, generator, self.table))
-        block = {key: ops.normalize(view, self.mean, self.std, self.dtype, self.channels_last)
-                 for key, view in zip(VIEW_KEYS[self.views], views)}
+        block = dict(zip(VIEW_KEYS[self.views], views))
         block["target"] = self.targets.index_select(0, rows)
         block["index"] = rows
         return block

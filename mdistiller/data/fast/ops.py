@@ -63,29 +63,30 @@ def affine(images, matrices, fixed_point):
 
     matrices: (N, 6) float64; output pixel (x, y) reads the input pixel containing the point
     (a X + b Y + c, d X + e Y + f) for its centre X = x + 0.5, Y = y + 0.5. PIL computes that
-    point on one of two paths:
-      * b = d = 0 (translations): in double precision (ImagingScaleAffine) — fixed_point False;
-      * otherwise (rotations, shears): in 16.16 fixed point (affine_fixed) — fixed_point True:
-        coefficients rounded to 1/65536, integer coordinates taken as `>> 16`. Integer-valued
-        float64 is exact here (all values < 2**53), so a matrix product computes it exactly.
+    point on one of two paths, reproduced here:
+      * fixed_point False, for b = d = 0 (translations): double precision (ImagingScaleAffine);
+        the source column then depends on x only and the source row on y only;
+      * fixed_point True, otherwise (rotations, shears): 16.16 fixed point (affine_fixed) —
+        coefficients rounded to 1/65536, integer coordinates taken as `>> 16`; int32 holds
+        every value while coordinates stay below 32768 (PIL's own condition for this path).
     """
     n, c, h, w = images.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=images.device, dtype=torch.float64),
-                            torch.arange(w, device=images.device, dtype=torch.float64), indexing="ij")
-    pixels = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)])  # (3, H*W)
     m = matrices.view(n, 2, 3)
     if fixed_point:
         offset = m[:, :, 2] + 0.5 * (m[:, :, 0] + m[:, :, 1])  # the half-pixel moves into the offset
-        m = torch.floor(torch.cat([m[:, :, :2], offset.unsqueeze(2)], dim=2) * 65536 + 0.5)
-        source = torch.floor(torch.matmul(m, pixels) / 65536)  # (N, 2, H*W): source x, y
+        fixed = torch.floor(torch.cat([m[:, :, :2], offset.unsqueeze(2)], dim=2) * 65536 + 0.5).int()
+        xs = torch.arange(w, device=images.device, dtype=torch.int32).view(1, 1, 1, w)
+        ys = torch.arange(h, device=images.device, dtype=torch.int32).view(1, 1, h, 1)
+        coefficient = lambda j: fixed[:, :, j].view(n, 2, 1, 1)
+        source = (coefficient(0) * xs + (coefficient(1) * ys + coefficient(2))) >> 16  # (N, 2, H, W)
+        x, y = source[:, 0], source[:, 1]
     else:
-        centres = pixels + constant((0.5, 0.5, 0.0), torch.float64, images.device).view(3, 1)
-        source = torch.floor(torch.matmul(m, centres))
+        centre = lambda size: torch.arange(size, device=images.device, dtype=torch.float64) + 0.5
+        x = torch.floor(m[:, 0, :1] * centre(w) + m[:, 0, 2:]).int().view(n, 1, w)
+        y = torch.floor(m[:, 1, 1:2] * centre(h) + m[:, 1, 2:]).int().view(n, h, 1)
     # Shift by one into a 1-pixel zero border; anything further out lands on the border.
-    x = source[:, 0].clamp_(-1, w).add_(1)
-    y = source[:, 1].clamp_(-1, h).add_(1)
-    index = y.mul_(w + 2).add_(x).long()
-    return _gather_padded(F.pad(images, (1, 1, 1, 1)), index).view(n, c, h, w)
+    index = (y.clamp(-1, h) + 1) * (w + 2) + (x.clamp(-1, w) + 1)
+    return _gather_padded(F.pad(images, (1, 1, 1, 1)), index.view(n, h * w).long()).view(n, c, h, w)
 
 
 def _stack_rows(*columns):

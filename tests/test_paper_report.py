@@ -83,6 +83,16 @@ def test_report_puts_published_numbers_beside_ours(results):
     assert "Published numbers: paper A; paper B" in text and "No run matches" not in text
 
 
+def test_planned_runs_without_folders_are_not_run(results, tmp_path):
+    planned = read_run(str(tmp_path / "nowhere"), method="KD", pair="resnet32x4 -> resnet8x4", planned_epochs=240)
+    rows = table_rows(paper_comparison([planned], TOY_PAPER))
+    assert rows[("cifar100", "resnet32x4 → resnet8x4", "KD")][3:] == ["73.33", "—", "—", "0/1", "not run"]
+    sld = [r for r in results if r.method == "SLD" and "demo" not in r.folder]
+    rows = table_rows(paper_comparison(sld + [read_run(str(tmp_path / "nowhere"), method="SLD",
+                                                       pair="resnet32x4 -> resnet8x4")], TOY_PAPER))
+    assert rows[("cifar100", "resnet32x4 → resnet8x4", "SLD")][6:] == ["2/4", "1 of 4 runs incomplete; 1 of 4 runs not run"]
+
+
 def test_report_without_matching_runs_lists_the_published_settings(results):
     text = paper_comparison([r for r in results if r.pair.startswith("demo")], TOY_PAPER)
     assert len(table_rows(text)) == 1

@@ -110,12 +110,14 @@ def build_rows(results, paper):
 
 def _notes(row, recipes):
     """(notes, whether the runs deviate from the published recipe: fewer epochs or subsets)."""
-    if not row.runs:
+    missing = sum(r.status == "missing" for r, _ in row.runs)  # planned (a spec's) but no folder yet
+    if missing == len(row.runs):
         return ["not run"], False
     notes, deviations = [], []
-    complete = [r for r, _ in row.runs if r.complete]
-    if len(complete) < len(row.runs):
-        notes.append(f"{len(row.runs) - len(complete)} of {len(row.runs)} runs incomplete")
+    incomplete = sum(not r.complete for r, _ in row.runs) - missing
+    for count, what in ((incomplete, "incomplete"), (missing, "not run")):
+        if count:
+            notes.append(f"{count} of {len(row.runs)} runs {what}")
     full = (recipes.get(row.dataset) or {}).get("epochs")
     epochs = sorted({s.epochs for _, s in row.runs if s.epochs})
     if full and any(e < full for e in epochs):

@@ -123,7 +123,8 @@ def test_cli_writes_every_png_and_the_summary(run_folder, capsys):
     assert f"{ARCH} vs teacher {ARCH} on imagefolder test (12 images)" in printed
     summary = open(os.path.join(out_dir, "analysis.md")).read()
     assert "the run's teacher" in summary and "| top-1 (%) |" in summary
-    assert "Rows swapped: student_strong 50.00%, student_weak 40.00%, teacher_strong 35.00%, teacher_weak 30.00%." in summary
+    assert ("Rows swapped: student_strong 50.00%, student_weak 40.00%, teacher_strong 35.00%, "
+            "teacher_weak 30.00%.") in summary
     assert "Mean rank of the target in swapped rows: teacher_strong 2.50.\n" in summary  # of the last epoch only
     assert "(correlation_gap.png)" in summary and "(tsne.png)" in summary
 

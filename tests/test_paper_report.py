@@ -74,12 +74,12 @@ def test_report_puts_published_numbers_beside_ours(results):
     assert rows[("cifar100", pair, "KD")] == ["cifar100", pair, "KD", "73.33", "60.00‡", "-13.33", "1/1",
                                               "train subset of 5000 images"]
     # resnet56 -> resnet20 was run (DKD), so its published KD shows as a missing cell
-    assert rows[("cifar100", "resnet56 → resnet20", "KD")] == ["cifar100", "resnet56 → resnet20", "KD", "70.66", "—",
-                                                              "—", "0", "not run"]
-    assert rows[("cifar100", "resnet56 → resnet20", "DKD")][3:7] == ["—", "71.00", "—", "1/1"]
+    r56 = "resnet56 → resnet20"
+    assert rows[("cifar100", r56, "KD")] == ["cifar100", r56, "KD", "70.66", "—", "—", "0", "not run"]
+    assert rows[("cifar100", r56, "DKD")][3:7] == ["—", "71.00", "—", "1/1"]
     assert rows[("demo", "demo_cnn_large → demo_cnn_tiny", "SLD")][3:8] == ["—", "95.00", "—", "1/1", ""]
     order = list(rows)
-    assert order[:4] == [("cifar100", pair, m) for m in ("KD", "MLKD", "SLD")] + [("cifar100", "resnet56 → resnet20", "KD")]
+    assert order[:4] == [("cifar100", pair, m) for m in ("KD", "MLKD", "SLD")] + [("cifar100", r56, "KD")]
     assert "Published numbers: paper A; paper B" in text and "No run matches" not in text
 
 
@@ -90,7 +90,8 @@ def test_planned_runs_without_folders_are_not_run(results, tmp_path):
     sld = [r for r in results if r.method == "SLD" and "demo" not in r.folder]
     rows = table_rows(paper_comparison(sld + [read_run(str(tmp_path / "nowhere"), method="SLD",
                                                        pair="resnet32x4 -> resnet8x4")], TOY_PAPER))
-    assert rows[("cifar100", "resnet32x4 → resnet8x4", "SLD")][6:] == ["2/4", "1 of 4 runs incomplete; 1 of 4 runs not run"]
+    assert rows[("cifar100", "resnet32x4 → resnet8x4", "SLD")][6:] == ["2/4",
+                                                                      "1 of 4 runs incomplete; 1 of 4 runs not run"]
 
 
 def test_report_without_matching_runs_lists_the_published_settings(results):

@@ -21,7 +21,7 @@ label. Teacher-role runs (the trained teachers) are not compared.
 import json
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 from .collect import read_config
 from .summary import mean_std

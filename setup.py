@@ -6,6 +6,7 @@ setup(
     description="Knowledge distillation for image classifiers, built around Swapped Logit Distillation (SLD)",
     license="MIT",
     packages=find_packages(include=["mdistiller", "mdistiller.*"]),
+    package_data={"mdistiller.benchmark": ["paper_results.json"]},  # published numbers for --paper
     python_requires=">=3.9",
     # Wide ranges on purpose: this image ships torch 2.14.1 / torchvision 0.29.1, the GPU
     # machine has torch 2.11 / torchvision 0.26.

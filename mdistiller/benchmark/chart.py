@@ -40,7 +40,7 @@ def draw_chart(summary, path):
             errs.append(cell.top1_std or 0.0)
             lows.append(cell.top1 - (cell.top1_std or 0.0))
             epochs = [e for e, _ in cell.curve]
-            curves.plot(epochs, [v for _, v in cell.curve], LINE_STYLES[j % len(LINE_STYLES)],
+            curves.plot(epochs, [v for _, v in cell.curve], LINE_STYLES[j % len(LINE_STYLES)], marker=".",
                         color=colours[method], label=method if len(summary.pairs) == 1 else f"{method} ({pair})")
         bars.bar(xs, ys, width, yerr=errs, capsize=3, color=colours[method], label=method)
     if lows:

@@ -182,3 +182,20 @@ def test_full_demo_distilled_students_beat_vanilla(tmp_path, capsys):
     cells = {c["method"]: c["top1"] for c in json.load(open(tmp_path / "demo" / "results.json"))["cells"]}
     assert cells["KD"] > cells["Vanilla"] and cells["SLD"] > cells["Vanilla"]
     assert "| SLD |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cifar_flag_runs_the_same_demo_on_cifar100(tmp_path, capsys):
+    """--cifar on a fake CIFAR-100 (official pickle layout, 2 train / 1 test image per class)."""
+    from test_data_helpers import cifar_pickles
+
+    cifar_pickles(tmp_path / "data")
+    demo = load_demo_tool()
+    code = demo.main(["--cifar", str(tmp_path / "data"), "--quiet", "LOG.PREFIX", str(tmp_path / "out"),
+                      "SOLVER.EPOCHS", "1", "DATASET.TRAIN_SUBSET", "200", "DATASET.TEST_SUBSET", "100"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ran 6, skipped 0 complete, 0 failed" in out
+    for method in ("*Teacher*", "Vanilla", "KD", "DKD", "MLKD", "SLD"):
+        assert f"| {method} |" in out
+    assert "| Method | resnet56 -> resnet20 |" in out

@@ -3,7 +3,7 @@ MLKD and SLD, and print the benchmark table — on a laptop CPU in a few minutes
 
     python tools/demo.py                      # embedded digits (configs/demo/benchmark.yaml)
     python tools/demo.py --seeds 0 1 2        # mean ± std over three seeds (about 3x longer)
-    python tools/demo.py --cifar data         # the same on a CIFAR-100 subset under DATASET.ROOT data
+    python tools/demo.py --cifar [ROOT]       # the same on a CIFAR-100 subset (ROOT: DATASET.ROOT, "data")
 
 It is tools/benchmark.py on a fixed spec: runs go to output/demo/ (output/demo_cifar100/), the
 tables to results.{md,csv,json,png} there, and a finished run is reused, so running the demo
@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/benchmark.py
 
 import benchmark  # noqa: E402
+from mdistiller.config import get_cfg_defaults  # noqa: E402
 from mdistiller.errors import DataError, UserError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +35,8 @@ CIFAR_SPEC = os.path.join(ROOT, "configs", "demo", "cifar100.yaml")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Teacher -> Vanilla/KD/DKD/MLKD/SLD students -> benchmark table.")
-    p.add_argument("--cifar", metavar="ROOT", help="run on a CIFAR-100 subset found under this DATASET.ROOT")
+    p.add_argument("--cifar", nargs="?", const=get_cfg_defaults().DATASET.ROOT, metavar="ROOT",
+                   help="run on a CIFAR-100 subset found under ROOT (default: DATASET.ROOT's default, data)")
     p.add_argument("--seeds", nargs="+", metavar="N", help="student seeds (default 0)")
     p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")

@@ -204,9 +204,10 @@ class SharedTeacherStep:
 
             views = [input_views(run.cfg) for run in runs]
         self.views = {id(run): n for run, n in zip(runs, views)}
+        self.shares = {id(run): shares_teacher(run.distiller) for run in runs}
         for run, n in zip(runs, views):
             allowed = getattr(run.distiller, "views", (1, 2))
-            if shares_teacher(run.distiller) and n not in allowed:
+            if self.shares[id(run)] and n not in allowed:
                 raise ValueError(f"{type(run.distiller).__name__} takes {allowed} view(s), not {n}")
         self.teacher = shared_teacher(runs)
         first = runs[0]
@@ -247,7 +248,7 @@ class SharedTeacherStep:
         key = id(run)
         if key not in self.stops:
             distiller = run.distiller
-            if not shares_teacher(distiller) or distiller.teacher is None:
+            if not self.shares[key] or distiller.teacher is None:
                 self.stops[key] = 0
             else:
                 probe_views = [v[:1].clone() for v in views]
@@ -260,7 +261,7 @@ class SharedTeacherStep:
     def _run_one(self, run, batch, views, out, need, target, kwargs, epoch, iteration):
         n = self.views[id(run)]
         distiller = run.distiller
-        if not shares_teacher(distiller):
+        if not self.shares[id(run)]:
             run.step(solo_batch(batch, views, n), epoch, iteration)
             return
         own = views[:n]

@@ -23,12 +23,13 @@ def draw_chart(summary, path):
 
     matplotlib.use("Agg")  # files only, never a window (works on headless machines)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     methods = [m for m in summary.methods if any(summary.cell(m, p) for p in summary.pairs)]
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(len(methods), 1)
-    lows = []
+    lows, highs = [], []
     for i, method in enumerate(methods):
         xs, ys, errs = [], [], []
         for j, pair in enumerate(summary.pairs):
@@ -39,17 +40,19 @@ def draw_chart(summary, path):
             ys.append(cell.top1)
             errs.append(cell.top1_std or 0.0)
             lows.append(cell.top1 - (cell.top1_std or 0.0))
+            highs.append(cell.top1 + (cell.top1_std or 0.0))
             epochs = [e for e, _ in cell.curve]
             curves.plot(epochs, [v for _, v in cell.curve], LINE_STYLES[j % len(LINE_STYLES)], marker=".",
                         color=colours[method], label=method if len(summary.pairs) == 1 else f"{method} ({pair})")
         bars.bar(xs, ys, width, yerr=errs, capsize=3, color=colours[method], label=method)
-    if lows:
-        bars.set_ylim(bottom=max(0.0, min(lows) - 5.0))  # zoom on the differences
+    if lows:  # zoom on the differences, never past 0-100 %
+        bars.set_ylim(max(0.0, min(lows) - 5.0), min(100.0, max(highs) + 1.0))
     bars.set_xticks(range(len(summary.pairs)))
     bars.set_xticklabels(summary.pairs)
     bars.set_ylabel("best test top-1 (%)")
     bars.set_title("Accuracy per method (mean ± std over seeds)")
     bars.legend(fontsize="small")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_xlabel("epoch")
     curves.set_ylabel("test top-1 (%)")
     curves.set_title("Test accuracy per epoch (mean over seeds)")

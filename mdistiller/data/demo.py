@@ -10,9 +10,9 @@ pandas import) is never imported.
 
 Split (fixed, independent of SEED, so that every run trains and is scored on the same images):
 100 digits per class form the training set (1,000), the other 4,000 the test set. A small
-training set is the regime where a teacher's soft targets matter most (with all 4,000 images a
-10-epoch vanilla student is already within 0.1 point of KD), and a large test set measures
-accuracy to about ±0.3 point. DATASET.TRAIN_SUBSET / TEST_SUBSET shrink them further, as for
+training set is the regime where a teacher's soft targets matter most (in a trial on a 4,000 /
+1,000 split, seed 0, 10 epochs, the tiny student reached 96.7% alone and 96.8% with KD; on this
+split 94.2% and 95.9%), and a large test set measures accuracy to about ±0.3 point. DATASET.TRAIN_SUBSET / TEST_SUBSET shrink them further, as for
 any dataset.
 
 Pixels are stored as (N, 28, 28, 3) uint8 — the grey value repeated in three channels — so the

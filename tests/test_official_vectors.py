@@ -7,15 +7,15 @@ use the weak view only; the cases include a teacher-correct row, an all-tied tea
 correct strong student row.
 """
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from mdistiller.config import get_cfg_defaults
 from mdistiller.distillers import distiller_dict
+from test_data_helpers import shared_dir
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "compat" / "official_loss_vectors.json"
+FIXTURE = shared_dir() / "compat" / "official_loss_vectors.json"  # $MDISTILLER_SHARED or ../shared
 REL = 1e-6
 
 
@@ -24,6 +24,10 @@ def load_cases():
 
 
 def expectations():
+    if not FIXTURE.is_file():
+        yield pytest.param(None, None, marks=pytest.mark.skip(
+            reason=f"{FIXTURE} not found: set MDISTILLER_SHARED to the shared folder to check the official vectors"))
+        return
     for i, case in enumerate(load_cases()):
         for key in case["expected"]:
             yield pytest.param(i, key, id=f"case{i}-{key}")

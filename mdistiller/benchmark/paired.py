@@ -36,7 +36,7 @@ import yaml
 from ..config import dump_cfg
 from ..errors import ConfigError, UserError
 from .collect import read_config, read_run_json, write_run_json
-from .runner import comparable, decide, execute
+from .runner import comparable, decide, earlier_wall_time, run_meta, run_one
 from .spec import TEACHER_ROLE, plan_runs
 from .summary import mean_std
 
@@ -82,12 +82,8 @@ def execute_group(members, cfgs, action, train_group=None):
 
     if train_group is None:
         from ..engine.build import train_paired as train_group
-    metas = []
-    for run in members:
-        earlier = (read_run_json(run.folder).get("wall_time_s") or 0.0) if action == "resume" else 0.0
-        metas.append((run, earlier, {"method": run.method, "pair": run.pair, "seed": run.seed, "role": run.role,
-                                     "config": run.config, "opts": list(run.opts), "status": "failed",
-                                     "paired_with": [m.folder for m in members if m is not run]}))
+    metas = [(run, earlier_wall_time(run, action),
+              run_meta(run, paired_with=[m.folder for m in members if m is not run])) for run in members]
     start = time.perf_counter()
     try:
         best = train_group(cfgs, resume=action == "resume", overwrite=action == "start")
@@ -118,17 +114,7 @@ def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=
     teachers, groups = paired_groups(runs)
     counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
     for i, run in enumerate(teachers, 1):
-        cfg = run.cfg()
-        action, reason = decide(run, cfg)
-        counts[action] += 1
-        say(f"[teacher {i}/{len(teachers)}] {run.method} | {run.pair} | seed {run.seed}: {reason}")
-        if dry_run or action == "skip":
-            continue
-        try:
-            execute(run, cfg, action, train)
-        except UserError as err:
-            say(f"[teacher {i}/{len(teachers)}] failed: {err}")
-            failures.append((run, str(err)))
+        run_one(run, f"[teacher {i}/{len(teachers)}]", counts, failures, dry_run, say, train, show_folder=False)
     for i, members in enumerate(groups, 1):
         cfgs = [run.cfg() for run in members]
         decided = [member_action(run, cfg) for run, cfg in zip(members, cfgs)]

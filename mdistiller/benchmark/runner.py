@@ -56,13 +56,24 @@ def decide(run, cfg):
     return "start", "no checkpoint: starting over"
 
 
+def earlier_wall_time(run, action):
+    """Training seconds the folder's earlier parts recorded: counted only when resuming, since
+    starting over discards that work."""
+    return (read_run_json(run.folder).get("wall_time_s") or 0.0) if action == "resume" else 0.0
+
+
+def run_meta(run, **extra):
+    """run.json's labels, config and overrides for one run, "failed" until training completes."""
+    return {"method": run.method, "pair": run.pair, "seed": run.seed, "role": run.role,
+            "config": run.config, "opts": list(run.opts), "status": "failed", **extra}
+
+
 def execute(run, cfg, action, train=None):
     """Train one run (resume or start over) and record run.json; UserErrors propagate."""
     if train is None:
         from ..engine.build import train
-    earlier = (read_run_json(run.folder).get("wall_time_s") or 0.0) if action == "resume" else 0.0
-    meta = {"method": run.method, "pair": run.pair, "seed": run.seed, "role": run.role,
-            "config": run.config, "opts": list(run.opts), "status": "failed"}
+    earlier = earlier_wall_time(run, action)
+    meta = run_meta(run)
     start = time.perf_counter()
     try:
         train(cfg, resume=action == "resume", overwrite=action == "start")
@@ -84,19 +95,25 @@ def run_matrix(matrix, dry_run=False, say=print, train=None):
     runs = plan_runs(matrix)
     counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
     for i, run in enumerate(runs, 1):
-        cfg = run.cfg()
-        action, reason = decide(run, cfg)
-        counts[action] += 1
-        say(f"[{i}/{len(runs)}] {run.method} | {run.pair} | seed {run.seed}: {reason}"
-            + (f" ({run.folder})" if dry_run or action != "skip" else ""))
-        if dry_run or action == "skip":
-            continue
-        try:
-            execute(run, cfg, action, train)
-        except UserError as err:
-            say(f"[{i}/{len(runs)}] failed: {err}")
-            failures.append((run, str(err)))
+        run_one(run, f"[{i}/{len(runs)}]", counts, failures, dry_run, say, train, show_folder=True)
     return runs, counts, failures
+
+
+def run_one(run, head, counts, failures, dry_run, say, train, show_folder):
+    """Decide, report (prefixed by `head`) and unless skipped or dry-run train one run; counts
+    its action and appends (run, message) to `failures` when a UserError stops it."""
+    cfg = run.cfg()
+    action, reason = decide(run, cfg)
+    counts[action] += 1
+    say(f"{head} {run.method} | {run.pair} | seed {run.seed}: {reason}"
+        + (f" ({run.folder})" if show_folder and (dry_run or action != "skip") else ""))
+    if dry_run or action == "skip":
+        return
+    try:
+        execute(run, cfg, action, train)
+    except UserError as err:
+        say(f"{head} failed: {err}")
+        failures.append((run, str(err)))
 
 
 def collect_matrix(runs):

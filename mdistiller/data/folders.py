@@ -107,3 +107,13 @@ def not_found(kind, root, searched, layouts, how):
     """The one message for a dataset that is not where the config says."""
     return DataError(f"{kind} not found under DATASET.ROOT={root} (searched {', '.join(searched)}); "
                      f"accepted layouts: {layouts}; {how}")
+
+
+def locate_train_val(root, subfolder, kind, layouts, how):
+    """The folder holding train/ and val/: DATASET.ROOT itself or its `subfolder` (the name the
+    archive unpacks to), so that either the dataset folder or its parent may be configured."""
+    candidates = [root, os.path.join(root, subfolder)]
+    for folder in candidates:
+        if os.path.isdir(os.path.join(folder, "train")) and os.path.isdir(os.path.join(folder, "val")):
+            return folder
+    raise not_found(kind, root, [os.path.join(c, "{train,val}") for c in candidates], layouts, how)

@@ -2,7 +2,7 @@
 import os
 
 from .datasets import FileSource
-from .folders import check_split_classes, not_found, scan_split
+from .folders import check_split_classes, locate_train_val, scan_split
 from .transforms import imagenet_spec
 
 NUM_CLASSES = 1000
@@ -13,11 +13,7 @@ HOW_TO_GET = ("download ILSVRC-2012 from image-net.org (needs an account and net
 
 def locate(root):
     """The folder holding train/ and val/."""
-    candidates = [root, os.path.join(root, "imagenet")]
-    for folder in candidates:
-        if os.path.isdir(os.path.join(folder, "train")) and os.path.isdir(os.path.join(folder, "val")):
-            return folder
-    raise not_found("ImageNet", root, [os.path.join(c, "{train,val}") for c in candidates], LAYOUTS, HOW_TO_GET)
+    return locate_train_val(root, "imagenet", "ImageNet", LAYOUTS, HOW_TO_GET)
 
 
 def build(cfg):

@@ -8,7 +8,7 @@ import os
 
 from ..errors import DataError
 from .datasets import FileSource
-from .folders import check_classes, check_split_classes, list_class_folders, not_found, scan_split
+from .folders import check_classes, check_split_classes, list_class_folders, locate_train_val, scan_split
 from .transforms import tiny_imagenet_spec
 
 NUM_CLASSES = 200
@@ -21,11 +21,7 @@ HOW_TO_GET = ("download tiny-imagenet-200.zip from http://cs231n.stanford.edu/ (
 
 def locate(root):
     """The folder holding train/ and val/."""
-    candidates = [root, os.path.join(root, "tiny-imagenet-200")]
-    for folder in candidates:
-        if os.path.isdir(os.path.join(folder, "train")) and os.path.isdir(os.path.join(folder, "val")):
-            return folder
-    raise not_found("Tiny-ImageNet", root, [os.path.join(c, "{train,val}") for c in candidates], LAYOUTS, HOW_TO_GET)
+    return locate_train_val(root, "tiny-imagenet-200", "Tiny-ImageNet", LAYOUTS, HOW_TO_GET)
 
 
 def _annotated_val(val_dir, annotations, classes):

@@ -10,10 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mdistiller.engine.checkpoint import load_checkpoint
-from test_trainer_support import REPO, one_thread, subprocess_env  # noqa: F401
+from test_trainer_support import REPO, one_thread, subprocess_env, write_colour_folder  # noqa: F401
 
 CLASSES = ("ant", "bee", "cat")
 
@@ -29,13 +28,7 @@ def load_tool(name):
 def folder_data(tmp_path_factory):
     """train/<class>/*.png (8 per class) and test/<class>/*.png (4 per class), 16x16, learnable colours."""
     root = tmp_path_factory.mktemp("imagefolder")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("test", 4)):
-        for c, name in enumerate(CLASSES):
-            os.makedirs(root / split / name)
-            for i in range(count):
-                pixels = rng.integers(0, 60, (16, 16, 3)) + np.eye(3, dtype=np.int64)[c] * 180
-                Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+    write_colour_folder(root, CLASSES)
     return str(root)
 
 

@@ -5,11 +5,9 @@ import json
 import math
 import os
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from mdistiller.benchmark import RunResult, matrix_from_configs
 from mdistiller.benchmark.collect import read_run_json
@@ -18,7 +16,7 @@ from mdistiller.benchmark.paired import (execute_group, group_action, paired_dif
 from mdistiller.benchmark.runner import collect_matrix
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer_support import REPO, one_thread  # noqa: F401
+from test_trainer_support import REPO, one_thread, write_colour_folder  # noqa: F401
 
 
 def result(method, seed, top1, status="complete", pair="t -> s"):
@@ -83,13 +81,7 @@ def test_a_diverged_member_is_recorded_as_failed(tmp_path):
 def tiny_configs(tmp_path_factory):
     """A tiny image folder, a random resnet8 teacher checkpoint and two configs (NONE, KD)."""
     root = tmp_path_factory.mktemp("paired_bench")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("test", 3)):
-        for c in range(3):
-            os.makedirs(root / split / f"c{c}")
-            for i in range(count):
-                pixels = rng.integers(0, 60, (16, 16, 3)) + np.eye(3, dtype=np.int64)[c] * 180
-                Image.fromarray(pixels.astype(np.uint8)).save(root / split / f"c{c}" / f"{i}.png")
+    write_colour_folder(root, ("c0", "c1", "c2"), (("train", 6), ("test", 3)))
     torch.manual_seed(3)
     torch.save({"model": create_model("resnet8", 3, "cifar100").state_dict()}, root / "teacher.pth")
     paths = []

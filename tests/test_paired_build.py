@@ -2,17 +2,15 @@
 distillers): students equal their solo `train` runs, and a mixed one/two-view group trains."""
 import os
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mdistiller.config import load_cfg
 from mdistiller.engine.build import train, train_paired
 from mdistiller.engine.checkpoint import load_checkpoint
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer_support import one_thread  # noqa: F401
+from test_trainer_support import one_thread, write_colour_folder  # noqa: F401
 
 CLASSES = ("ant", "bee", "cat")
 
@@ -22,13 +20,7 @@ def data_and_teacher(tmp_path_factory):
     """train/<class>/*.png (8 per class), test/<class>/*.png (4 per class), 16x16; and a random
     resnet8 saved as a teacher checkpoint."""
     root = tmp_path_factory.mktemp("paired_data")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("test", 4)):
-        for c, name in enumerate(CLASSES):
-            os.makedirs(root / split / name)
-            for i in range(count):
-                pixels = rng.integers(0, 60, (16, 16, 3)) + np.eye(3, dtype=np.int64)[c] * 180
-                Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+    write_colour_folder(root, CLASSES)
     torch.manual_seed(5)
     teacher = root / "teacher.pth"
     torch.save({"model": create_model("resnet8", len(CLASSES), "cifar100").state_dict()}, teacher)

@@ -75,6 +75,24 @@ def channel_shuffle(x, groups):
     return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+class ConvBNStemStages:
+    """Mixin for the CIFAR models built as a conv1 -> bn1 -> ReLU stem, the stages `_stages()`
+    lists (blocks returning `(output, pre-activation)`), an optional `_head` before pooling and
+    the classifier `linear`: their forward pass and mdistiller's `get_feat_modules` (stem conv
+    and BN, then the stages). Holds no parameters, so state-dict keys stay the models' own."""
+
+    _head = None  # models that transform the last stage before pooling define it as a method
+
+    def _stem(self, x):
+        return F.relu(self.bn1(self.conv1(x)))
+
+    def forward(self, x):
+        return staged_forward(x, self._stem, self._stages(), self.linear, head=self._head)
+
+    def get_feat_modules(self):
+        return nn.ModuleList([self.conv1, self.bn1, *self._stages()])
+
+
 class StageChannels:
     """Mixin: `get_stage_channels()` lists the channel count of each `feats["feats"]` entry
     (mdistiller's helper, used by OFD and other feature methods to size connectors)."""

@@ -4,7 +4,7 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..common import StageChannels, init_fan_out, staged_forward
+from ..common import ConvBNStemStages, StageChannels, init_fan_out
 from . import resnet
 
 
@@ -38,7 +38,7 @@ class Bottleneck(resnet.Residual):
         return self.bn3
 
 
-class ResNet(StageChannels, nn.Module):
+class ResNet(StageChannels, ConvBNStemStages, nn.Module):
     """feats: [stem, layer1..layer4] (post-ReLU); preact_feats: stem, then each stage's last block
     before its ReLU; pooled_feat: global average of layer4.
 
@@ -60,15 +60,6 @@ class ResNet(StageChannels, nn.Module):
 
     def _stages(self):
         return [self.layer1, self.layer2, self.layer3, self.layer4]
-
-    def _stem(self, x):
-        return F.relu(self.bn1(self.conv1(x)))
-
-    def forward(self, x):
-        return staged_forward(x, self._stem, self._stages(), self.linear)
-
-    def get_feat_modules(self):
-        return nn.ModuleList([self.conv1, self.bn1, *self._stages()])
 
     def get_bn_before_relu(self):
         return [stage[-1].last_bn for stage in self._stages()]

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..common import StageChannels, channel_shuffle, staged_forward
+from ..common import ConvBNStemStages, StageChannels, channel_shuffle
 
 
 class ShuffleUnit(nn.Module):
@@ -40,7 +40,7 @@ class ShuffleUnit(nn.Module):
         return F.relu(preact), preact
 
 
-class ShuffleNet(StageChannels, nn.Module):
+class ShuffleNet(StageChannels, ConvBNStemStages, nn.Module):
     """feats: [stem, layer1, layer2, layer3] (post-ReLU); preact_feats: stem, then each stage's
     last unit before its ReLU; pooled_feat: global average of layer3 (B x 960)."""
 
@@ -61,15 +61,6 @@ class ShuffleNet(StageChannels, nn.Module):
 
     def _stages(self):
         return [self.layer1, self.layer2, self.layer3]
-
-    def _stem(self, x):
-        return F.relu(self.bn1(self.conv1(x)))
-
-    def forward(self, x):
-        return staged_forward(x, self._stem, self._stages(), self.linear)
-
-    def get_feat_modules(self):
-        return nn.ModuleList([self.conv1, self.bn1, *self._stages()])
 
     def get_bn_before_relu(self):
         # The stage output mixes a BN branch with a pooled shortcut: no single BN precedes it.

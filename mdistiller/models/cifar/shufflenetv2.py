@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..common import StageChannels, channel_shuffle, staged_forward
+from ..common import ConvBNStemStages, StageChannels, channel_shuffle
 
 
 def depthwise3x3(channels, stride):
@@ -69,7 +69,7 @@ class DownUnit(nn.Module):
         return channel_shuffle(out, 2), torch.cat([left, right], 1)
 
 
-class ShuffleNetV2(StageChannels, nn.Module):
+class ShuffleNetV2(StageChannels, ConvBNStemStages, nn.Module):
     """feats: [stem, layer1, layer2, layer3] (post-ReLU, shuffled); preact_feats: stem, then each
     stage's last unit's preact; pooled_feat: global average of relu(bn2(conv2(layer3))) (B x 1024)."""
 
@@ -90,17 +90,8 @@ class ShuffleNetV2(StageChannels, nn.Module):
     def _stages(self):
         return [self.layer1, self.layer2, self.layer3]
 
-    def _stem(self, x):
-        return F.relu(self.bn1(self.conv1(x)))
-
     def _head(self, x):
         return F.relu(self.bn2(self.conv2(x)))
-
-    def forward(self, x):
-        return staged_forward(x, self._stem, self._stages(), self.linear, head=self._head)
-
-    def get_feat_modules(self):
-        return nn.ModuleList([self.conv1, self.bn1, *self._stages()])
 
     def get_bn_before_relu(self):
         # Stage outputs are shuffled concats that include un-normalised channels.

@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mdistiller.config import load_cfg
@@ -17,6 +18,28 @@ REPO = Path(__file__).resolve().parents[1]
 def shared_dir():
     """The project's read-only shared folder: $MDISTILLER_SHARED, else ../shared beside the repo."""
     return Path(os.environ.get("MDISTILLER_SHARED") or REPO.parent / "shared")
+
+
+OFFICIAL_OPS_NPZ = shared_dir() / "compat" / "official_augment_ops.npz"
+
+
+@pytest.fixture(scope="module")
+def official():
+    """The official op functions' outputs on real CIFAR-100 images ({name: array}); skips with
+    the reason when the shared folder is absent."""
+    if not OFFICIAL_OPS_NPZ.is_file():
+        pytest.skip(f"{OFFICIAL_OPS_NPZ} not found: set MDISTILLER_SHARED to the shared folder to run the "
+                    "official-op checks")
+    with np.load(OFFICIAL_OPS_NPZ, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module", name="root")
+def fake_cifar_root(tmp_path_factory):
+    """Fixture `root`: fake CIFAR-100 pickles, 100 classes x 4 train, x 1 test."""
+    root = tmp_path_factory.mktemp("cifar")
+    cifar_pickles(root, train_per_class=4)
+    return root
 
 
 def cfg_for(root, **opts):

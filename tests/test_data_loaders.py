@@ -13,15 +13,7 @@ from mdistiller.data.datasets import ContrastSampler
 from mdistiller.data import loaders
 from mdistiller.data.loaders import TEST, make_loader, seed_worker
 from mdistiller.errors import ConfigError
-from test_data_helpers import cfg_for, cifar_pickles
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    """Fake CIFAR-100 pickles: 100 classes x 4 train, x 1 test."""
-    root = tmp_path_factory.mktemp("cifar")
-    cifar_pickles(root, train_per_class=4)
-    return root
+from test_data_helpers import cfg_for, fake_cifar_root  # noqa: F401 (fixture `root`)
 
 
 def test_one_view_batch_format(root):

@@ -15,18 +15,9 @@ from torchvision.transforms import functional as TF
 
 from mdistiller.data import randaugment as ra
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD, PadCropFlip, cifar_spec, to_tensor, train_views
-from test_data_helpers import pixels, shared_dir
+from test_data_helpers import official, pixels  # noqa: F401 (fixture)
 
-NPZ = shared_dir() / "compat" / "official_augment_ops.npz"
 OP_NAMES = [name for name, _, _ in ra.OPS]
-
-
-@pytest.fixture(scope="module")
-def official():
-    if not NPZ.is_file():
-        pytest.skip(f"{NPZ} not found: set MDISTILLER_SHARED to the shared folder to run the official-op checks")
-    with np.load(NPZ, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 def test_op_table_is_the_papers():

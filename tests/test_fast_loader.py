@@ -10,18 +10,10 @@ from mdistiller.data.fast.augment import OpTable
 from mdistiller.data.fast.loader import shard_order
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD
 from mdistiller.errors import ConfigError
-from test_data_helpers import cfg_for, cifar_pickles
+from test_data_helpers import cfg_for, fake_cifar_root  # noqa: F401 (fixture `root`)
 
 MEAN = torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(CIFAR100_STD).view(1, 3, 1, 1)
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    """Fake CIFAR-100 pickles: 100 classes x 4 train, x 1 test."""
-    root = tmp_path_factory.mktemp("cifar")
-    cifar_pickles(root, train_per_class=4)
-    return root
 
 
 def marked(n):

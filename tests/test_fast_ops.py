@@ -14,20 +14,11 @@ from PIL import Image
 from mdistiller.data import randaugment as ra
 from mdistiller.data.fast import augment, ops
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD, PadCropFlip, to_tensor
-from test_data_helpers import pixels, shared_dir
+from test_data_helpers import official, pixels  # noqa: F401 (fixture)
 
-NPZ = shared_dir() / "compat" / "official_augment_ops.npz"
 TABLE = augment.OpTable()
 NAMES = TABLE.names
 GEOMETRIC = set(ops.GEOMETRIC_OPS)
-
-
-@pytest.fixture(scope="module")
-def official():
-    if not NPZ.is_file():
-        pytest.skip(f"{NPZ} not found: set MDISTILLER_SHARED to the shared folder to run the official-op checks")
-    with np.load(NPZ, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 def as_batch(hwc):

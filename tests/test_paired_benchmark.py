@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from mdistiller.benchmark import RunResult, matrix_from_configs
+from mdistiller.benchmark import RunResult, load_matrix, matrix_from_configs
 from mdistiller.benchmark.collect import read_run_json
 from mdistiller.benchmark.paired import (execute_group, group_action, paired_differences, paired_table,
                                          run_paired_matrix, write_paired_report)
@@ -151,3 +151,24 @@ def test_benchmark_cli_paired(tiny_configs, tmp_path, capsys):
     assert tool.main(["--runs-dir", runs_dir, "--paired", "--baseline", "KD", "--out", str(tmp_path / "again"),
                       "--no-chart"]) == 0
     assert "| Method − KD |" in capsys.readouterr().out
+
+
+def test_spec_can_ask_for_paired_mode_and_its_baseline(tiny_configs, tmp_path, capsys):
+    """`paired: true` / `baseline:` in a spec YAML do what --paired / --baseline do."""
+    spec = importlib.util.spec_from_file_location("benchmark_cli", os.path.join(REPO, "tools", "benchmark.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    paths, _ = tiny_configs
+    spec_file = tmp_path / "paired.yaml"
+    spec_file.write_text(yaml.safe_dump({"project": "spec_paired", "seeds": [0], "paired": True, "baseline": "KD",
+                                         "methods": {"Vanilla": paths[0], "KD": paths[1]}}))
+    assert tool.main(["--spec", str(spec_file), "--out", str(tmp_path / "res"), "--no-chart"]) == 0
+    out = capsys.readouterr().out
+    assert "[group 1/1]" in out and "| Method − KD |" in out
+    assert (tmp_path / "res" / "paired.md").is_file()
+    spec_file.write_text(yaml.safe_dump({"paired": "yes", "methods": {"KD": paths[1]}}))
+    with pytest.raises(ConfigError, match="paired is 'yes'"):
+        load_matrix(str(spec_file))
+    spec_file.write_text(yaml.safe_dump({"baseline": "DKD", "methods": {"KD": paths[1]}}))
+    with pytest.raises(ConfigError, match="baseline 'DKD' is not one of its methods"):
+        load_matrix(str(spec_file))

@@ -155,11 +155,13 @@ def main(argv=None):
         from mdistiller.benchmark.spec import plan_runs
 
         matrix = build_matrix(args)
+        paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`
+        baseline = args.baseline or matrix.baseline
         failures = []
         if args.report_only:
             runs = plan_runs(matrix)
         else:
-            runs, counts, failures = (run_paired_matrix if args.paired else run_matrix)(matrix, dry_run=args.dry_run)
+            runs, counts, failures = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=args.dry_run)
             print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
                   if args.dry_run else
                   f"ran {counts['start'] + counts['resume'] - len(failures)}, skipped {counts['skip']} complete, "
@@ -169,8 +171,8 @@ def main(argv=None):
         out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))
         results = collect_matrix(runs)
         report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart)
-        if args.paired:
-            paired_report(results, out, args.baseline, matrix.methods, matrix.pairs)
+        if paired:
+            paired_report(results, out, baseline, matrix.methods, matrix.pairs)
         if args.paper:
             paper_report(results, out)
         return 1 if failures else 0

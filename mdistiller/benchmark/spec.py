@@ -9,6 +9,8 @@ Three ways to describe it, all producing the same `Matrix` (an ordered list of `
        opts: [SOLVER.EPOCHS, 20]      # overrides for every run (KEY VALUE ...)
        pairs:                         # column label -> overrides choosing the two networks
          large -> tiny: [DISTILLER.TEACHER, demo_cnn_large, DISTILLER.STUDENT, demo_cnn_tiny]
+       paired: false                  # true = as --paired (one data stream, one teacher pass)
+       baseline: Vanilla              # with paired: the row the differences are taken against
        methods:                       # row label -> config, or {cfg, opts, seeds, role}
          Teacher: {cfg: configs/demo/vanilla.yaml, role: teacher}
          Vanilla: configs/demo/vanilla.yaml
@@ -66,6 +68,8 @@ class Matrix:
     seeds: List[int]
     cells: List[Cell]
     opts: List = field(default_factory=list)  # for every run, before the cell's own
+    paired: bool = False  # train each (pair, seed)'s students together (tools/benchmark.py --paired)
+    baseline: Optional[str] = None  # the method paired differences are taken against
 
     @property
     def methods(self):
@@ -155,7 +159,7 @@ def load_matrix(path):
         raise ConfigError(f"benchmark spec {path} is not valid YAML: fix its syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"benchmark spec {path} must hold a mapping (project, seeds, opts, pairs, methods)")
-    known = {"project", "seeds", "opts", "pairs", "methods"}
+    known = {"project", "seeds", "opts", "pairs", "methods", "paired", "baseline"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"benchmark spec {path}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
@@ -188,9 +192,15 @@ def load_matrix(path):
             cells.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
     if None in pairs:
         cells = _join_teacher_columns(cells, common)
+    paired, baseline = data.get("paired", False), data.get("baseline")
+    if not isinstance(paired, bool):
+        raise ConfigError(f"benchmark spec {path}: paired is {paired!r}; write true or false")
+    if baseline is not None and str(baseline) not in {c.method for c in cells}:
+        raise ConfigError(f"benchmark spec {path}: baseline {baseline!r} is not one of its methods "
+                          f"({', '.join(_unique(c.method for c in cells))})")
     return Matrix(project=str(data.get("project") or os.path.splitext(os.path.basename(path))[0]),
                   seeds=list(_seeds(data.get("seeds", [0]), f"benchmark spec {path} seeds")),
-                  cells=cells, opts=common)
+                  cells=cells, opts=common, paired=paired, baseline=None if baseline is None else str(baseline))
 
 
 def _join_teacher_columns(cells, common):

@@ -10,7 +10,7 @@ from ..distillers import build_distiller, check_distiller_cfg, get_distiller_cla
 from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
 from .device import configure_backends, resolve_device
-from .distributed import destroy_process_group, env_dist_info, init_process_group
+from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
 from .run_folder import RunFiles, check_start, run_folder
@@ -100,7 +100,11 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
         say(f"output: {files.folder} | device {device} x{info.world_size} | SOLVER.TRAINER {cfg.SOLVER.TRAINER}",
             info.is_main)
         trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
-        return trainer.fit(resume=resume, overwrite=overwrite)[0]
+        best = trainer.fit(resume=resume, overwrite=overwrite)[0]
+        # Tear the group down only once every rank is done: a rank that leaves while a peer is
+        # still inside a gloo/NCCL call can abort that peer ("terminate called ...").
+        barrier(info)
+        return best
     finally:
         destroy_process_group()
 

@@ -11,8 +11,8 @@ import yaml
 
 from mdistiller.benchmark import RunResult, load_matrix, matrix_from_configs
 from mdistiller.benchmark.collect import read_run_json
-from mdistiller.benchmark.paired import (execute_group, group_action, paired_differences, paired_table,
-                                         run_paired_matrix, write_paired_report)
+from mdistiller.benchmark.paired import (TeacherClock, execute_group, group_action, paired_differences,
+                                         paired_table, run_paired_matrix, teacher_only_ratio, write_paired_report)
 from mdistiller.benchmark.runner import collect_matrix
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
@@ -77,6 +77,38 @@ def test_a_diverged_member_is_recorded_as_failed(tmp_path):
     assert a["wall_time_s"] == b["wall_time_s"] >= 0
 
 
+def test_teacher_only_ratio_by_hand():
+    # solo: 100 s of which 40 s teacher (four runs); paired: one teacher pass per batch, 15 s
+    assert teacher_only_ratio(100.0, 40.0, 15.0) == pytest.approx(100 / 75)
+    assert teacher_only_ratio(10.0, 0.0, 0.0) == 1.0
+
+
+def test_teacher_clock_times_the_teachers_built_while_active(monkeypatch):
+    import time
+
+    from mdistiller.engine import build
+
+    class Slow(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.05)
+            return x
+
+    made = []
+    monkeypatch.setattr(build, "build_models", lambda cfg, n: made.append(Slow()) or (torch.nn.Identity(), made[-1]))
+    clock = TeacherClock()
+    with clock.active():
+        student, teacher = build.build_models(None, 3)
+    assert teacher is made[0]
+    student(torch.ones(1))
+    teacher(torch.ones(1))
+    teacher(torch.ones(1))
+    assert 0.1 <= clock.seconds() < 1.0
+    # the patch is gone after the block: a teacher built later is not timed
+    later = build.build_models(None, 3)[1]
+    later(torch.ones(1))
+    assert clock.seconds() < 1.0 and len(later._forward_hooks) == 0
+
+
 @pytest.fixture(scope="module")
 def tiny_configs(tmp_path_factory):
     """A tiny image folder, a random resnet8 teacher checkpoint and two configs (NONE, KD)."""
@@ -130,6 +162,11 @@ def test_bench_paired_cli(tiny_configs, tmp_path, capsys):
     assert [r["method"] for r in run["runs"]] == ["Vanilla", "SLD"] and data["ratio_of_minima"] > 0
     # SLD's solo stream is the group's (two views), so its weights are bit-identical
     assert [r["same_weights"] for r in run["runs"]] == [False, True]
+    # the vanilla student has no teacher; the group ran its teacher once per batch, as solo SLD did
+    assert run["runs"][0]["solo_teacher_s"] == 0 and run["runs"][1]["solo_teacher_s"] > 0
+    assert run["paired_teacher_s"] > 0 and run["teacher_only_ratio"] == pytest.approx(teacher_only_ratio(
+        run["solo_total_s"], run["solo_teacher_s"], run["paired_teacher_s"]))
+    assert "saving only the repeated teacher passes would give" in out
     assert os.path.isfile(os.path.join(tmp_path, "random_resnet8.pth"))
     assert tool.main(["--root", str(tmp_path / "nowhere"), "--methods", "KD", "--configs-dir",
                       os.path.join(REPO, "configs"), "--out", str(tmp_path), "DATASET.TYPE", "imagefolder"]) == 2

@@ -14,7 +14,11 @@ stopped for a non-finite loss is recorded as failed with the reason; the others 
 
 Speed (`time_paired_vs_solo`, tools/bench_paired.py): the same configs trained one after
 another and then as one paired group, timed in one process, with each student's final
-weights compared between the two modes.
+weights compared between the two modes. A `TeacherClock` also times every teacher forward in
+both modes, which gives the ratio the group would reach if sharing the teacher pass were all
+it saved: solo total / (solo total - (solo teacher time - paired teacher time)). The measured
+ratio sits near it when the paired step adds no overhead of its own; it can exceed it by the
+data loading the group also shares.
 
 The table (`paired_differences`, `write_paired_report` -> paired.md, paired.json): for each
 method and pair, d_s = best_top1(method, seed s) - best_top1(baseline, seed s) over the seeds
@@ -24,6 +28,7 @@ in d_s; "unpaired ±" shows sqrt(s_method² + s_baseline²), the spread the same
 would have if the runs were independent. Baseline: the vanilla student when present, else
 the first method (or the one named).
 """
+import contextlib
 import json
 import math
 import os
@@ -243,11 +248,74 @@ def same_student(folder_a, folder_b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+class TeacherClock:
+    """Total wall time of the forwards of every teacher built while the clock is `active()`
+    (forward hooks on the teacher modules `engine.build.build_models` returns). On CUDA the
+    hooks record events, read once at the end, so the clock adds no host sync to a step."""
+
+    def __init__(self):
+        self.cpu_s = 0.0
+        self.events = []  # (start, end) CUDA event pairs
+        self._started = None
+
+    def _pre(self, module, args):
+        if args and getattr(args[0], "is_cuda", False):
+            import torch
+
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._started = start
+        else:
+            self._started = time.perf_counter()
+
+    def _post(self, module, args, output):
+        if isinstance(self._started, float):
+            self.cpu_s += time.perf_counter() - self._started
+        else:
+            import torch
+
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self.events.append((self._started, end))
+
+    def attach(self, teacher):
+        teacher.register_forward_pre_hook(self._pre)
+        teacher.register_forward_hook(self._post)
+        return teacher
+
+    @contextlib.contextmanager
+    def active(self):
+        from ..engine import build
+
+        real = build.build_models
+
+        def timed_models(cfg, num_classes):
+            student, teacher = real(cfg, num_classes)
+            return student, (None if teacher is None else self.attach(teacher))
+
+        build.build_models = timed_models
+        try:
+            yield self
+        finally:
+            build.build_models = real
+
+    def seconds(self):
+        if self.events:
+            self.events[-1][1].synchronize()
+        return self.cpu_s + sum(start.elapsed_time(end) for start, end in self.events) / 1000.0
+
+
+def teacher_only_ratio(solo_s, solo_teacher_s, paired_teacher_s):
+    """solo / paired if the group saved exactly the teacher passes it does not repeat."""
+    return solo_s / max(solo_s - (solo_teacher_s - paired_teacher_s), 1e-12)
+
+
 def time_paired_vs_solo(solo_cfgs, paired_cfgs, labels, train=None, train_group=None, say=print,
                         paired_first=False):
     """Train `solo_cfgs` one after another and `paired_cfgs` (the same runs in other folders)
     as one group, each from scratch (the group first with `paired_first`); returns the wall
-    times, best top-1s, the ratio solo/paired and whether each student's weights came out
+    times, the teachers' forward times, best top-1s, the ratio solo/paired (and the
+    teacher-only ratio, module docstring) and whether each student's weights came out
     identical in both modes."""
     from ..engine.build import train_paired
     from ..engine.build import train as train_solo
@@ -259,15 +327,20 @@ def time_paired_vs_solo(solo_cfgs, paired_cfgs, labels, train=None, train_group=
     def solo():
         for label, cfg in zip(labels, solo_cfgs):
             say(f"solo: {label}")
-            start = time.perf_counter()
-            best = train(cfg, overwrite=True)
-            rows.append({"method": label, "solo_s": time.perf_counter() - start, "solo_best_top1": best})
+            with TeacherClock().active() as clock:
+                start = time.perf_counter()
+                best = train(cfg, overwrite=True)
+                seconds = time.perf_counter() - start
+            rows.append({"method": label, "solo_s": seconds, "solo_teacher_s": clock.seconds(),
+                         "solo_best_top1": best})
 
     def paired():
         say(f"paired: {', '.join(labels)}")
-        start = time.perf_counter()
-        timed["bests"] = train_group(paired_cfgs, overwrite=True)
-        timed["paired_s"] = time.perf_counter() - start
+        with TeacherClock().active() as clock:
+            start = time.perf_counter()
+            timed["bests"] = train_group(paired_cfgs, overwrite=True)
+            timed["paired_s"] = time.perf_counter() - start
+        timed["paired_teacher_s"] = clock.seconds()
 
     for part in ((paired, solo) if paired_first else (solo, paired)):
         part()
@@ -276,17 +349,24 @@ def time_paired_vs_solo(solo_cfgs, paired_cfgs, labels, train=None, train_group=
         row["paired_best_top1"] = best
         row["same_weights"] = same_student(run_folder(a), run_folder(b))
     solo_s = sum(row["solo_s"] for row in rows)
+    solo_teacher_s = sum(row["solo_teacher_s"] for row in rows)
     return {"runs": rows, "solo_total_s": solo_s, "paired_s": paired_s, "ratio": solo_s / paired_s,
+            "solo_teacher_s": solo_teacher_s, "paired_teacher_s": timed["paired_teacher_s"],
+            "teacher_only_ratio": teacher_only_ratio(solo_s, solo_teacher_s, timed["paired_teacher_s"]),
             "order": "paired first" if paired_first else "solo first"}
 
 
 def format_speed(result):
     """The speed result as printable lines."""
-    lines = [f"{'method':<12} {'solo s':>8} {'solo top-1':>11} {'paired top-1':>13}  weights", "-" * 60]
+    lines = [f"{'method':<12} {'solo s':>8} {'teacher s':>10} {'solo top-1':>11} {'paired top-1':>13}  weights",
+             "-" * 71]
     for row in result["runs"]:
         paired = "stopped" if row["paired_best_top1"] is None else f"{row['paired_best_top1']:.2f}"
-        lines.append(f"{row['method']:<12} {row['solo_s']:>8.1f} {row['solo_best_top1']:>11.2f} {paired:>13}  "
-                     + ("identical" if row["same_weights"] else "differ"))
-    lines += ["-" * 60, f"{len(result['runs'])} solo runs: {result['solo_total_s']:.1f} s | paired group: "
-              f"{result['paired_s']:.1f} s | solo / paired = {result['ratio']:.2f}x ({result['order']})"]
+        lines.append(f"{row['method']:<12} {row['solo_s']:>8.1f} {row['solo_teacher_s']:>10.1f} "
+                     f"{row['solo_best_top1']:>11.2f} {paired:>13}  " + ("identical" if row["same_weights"] else "differ"))
+    lines += ["-" * 71, f"{len(result['runs'])} solo runs: {result['solo_total_s']:.1f} s (teacher "
+              f"{result['solo_teacher_s']:.1f} s) | paired group: {result['paired_s']:.1f} s (teacher "
+              f"{result['paired_teacher_s']:.1f} s)",
+              f"solo / paired = {result['ratio']:.2f}x ({result['order']}); saving only the repeated teacher "
+              f"passes would give {result['teacher_only_ratio']:.2f}x"]
     return lines

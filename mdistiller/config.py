@@ -66,6 +66,7 @@ CFG.SOLVER.TYPE = "SGD"  # "SGD", "Adam" or "AdamW"
 CFG.SOLVER.AMP = "none"  # (new) mixed precision: "none", "bf16" or "fp16" (grad scaling)
 CFG.SOLVER.CHANNELS_LAST = False  # (new) channels_last memory format for models and inputs
 CFG.SOLVER.COMPILE = False  # (new) torch.compile the student and the teacher
+CFG.SOLVER.CUDA_GRAPH = False  # (new) capture the train step as a CUDA graph, replay it per batch (SGD, CUDA)
 CFG.SOLVER.DOT = CN()
 CFG.SOLVER.DOT.DELTA = 0.075  # DOT: momentum gap between distillation and task gradients
 

@@ -82,6 +82,10 @@ def check_group(cfgs):
 
     if not cfgs:
         raise ConfigError("paired training needs at least one config")
+    graphed = next((c for c in cfgs if c.SOLVER.CUDA_GRAPH), None)
+    if graphed is not None:
+        raise ConfigError(f"config key SOLVER.CUDA_GRAPH is True in {run_name(graphed)}, but paired training runs "
+                          "its students' steps itself; set SOLVER.CUDA_GRAPH False, or train that run alone")
     folders = [run_folder(c) for c in cfgs]
     clash = next((f for f in folders if folders.count(f) > 1), None)
     if clash:

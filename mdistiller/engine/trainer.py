@@ -43,7 +43,9 @@ from .device import autocast, compile_networks, grad_scaler, prepare_model, to_d
 from .dot import dot_update
 from .distributed import DistInfo, all_gather_object, barrier, broadcast_object, wrap_ddp
 from .evaluation import evaluate
+from .graph_step import GraphedStep, check_cuda_graph
 from .metrics import RunningSums
+from .objective import total_loss
 from .optim import build_optimizer, lr_at, set_lr
 from .progress import Bar, epoch_summary, say
 from .run_folder import RunFiles, check_start, make_ready
@@ -70,13 +72,6 @@ class NonFiniteLossError(UserError):
 
 class OutOfMemory(UserError):
     """The device ran out of memory; the message says which knobs lower the footprint."""
-
-
-def total_loss(losses):
-    """mdistiller's rule: the sum of every term's mean (terms may be per-sample vectors)."""
-    if not losses:
-        raise ValueError("the distiller returned no loss terms")
-    return sum(value.float().mean() for value in losses.values())
 
 
 def backward_step(run, losses):
@@ -144,6 +139,10 @@ class StudentRun:
         self.events = None
         self.sums = None
         self.stat_sources = stat_sources(distiller)  # distillers' logged statistics (swap rates, ...)
+        self.graphed = None  # SOLVER.CUDA_GRAPH: the step as a replayed CUDA graph (engine/graph_step.py)
+        if cfg.SOLVER.CUDA_GRAPH:
+            check_cuda_graph(cfg, device, info.world_size)
+            self.graphed = GraphedStep(self.model, self.optimizer, device, self.amp, self.stat_sources)
         self.stat_sums = None
         self.last_stats = {}  # the last epoch's statistics, for the end-of-training summary
         self.lr = None  # the LR last set on this run's optimizer
@@ -188,13 +187,19 @@ class StudentRun:
             return self.model(**batch, epoch=epoch)
 
     def step(self, batch, epoch, iteration):
+        if self.graphed is not None:
+            loss, losses, preds, stats = self.graphed(batch, epoch, self.lr)
+            self.record(loss, losses, preds, batch["target"], iteration, stats)
+            return
         preds, losses = self.compute_losses(batch, epoch)
         loss = self.update(self, losses)
         self.record(loss, losses, preds, batch["target"], iteration)
 
-    def record(self, loss, losses, preds, target, iteration):
+    def record(self, loss, losses, preds, target, iteration, stats=None):
         """Accumulate metrics on the device (no host sync). The loss terms of the first step
-        whose loss is not finite are kept too, for the error message."""
+        whose loss is not finite are kept too, for the error message. `stats`: the step's
+        distiller statistics when the step collected them itself (a graphed step), else they
+        are collected here."""
         n = target.shape[0]
         names = ["loss"] + list(losses)
         values = torch.stack([loss.detach().float()] + [v.detach().float().mean() for v in losses.values()])
@@ -202,7 +207,7 @@ class StudentRun:
             self.sums.add(name if name == "loss" else "term/" + name, value, n)
         self.sums.add_sum("correct", (preds.detach().argmax(dim=1) == target).sum())
         self.sums.add_samples(n)
-        self.stat_sums.add(collect_stats(self.stat_sources))
+        self.stat_sums.add(collect_stats(self.stat_sources) if stats is None else stats)
         first_now = ~torch.isfinite(values[0]) & (self._first_bad < 0)
         self._first_bad = torch.where(first_now, iteration, self._first_bad)
         if self._bad_values is None or self._bad_values.shape != values.shape:

@@ -10,6 +10,7 @@ import torch
 from mdistiller.benchmark.speed import format_table, reference_sld_losses, run_benchmark, synthetic_cifar
 from mdistiller.config import load_cfg
 from mdistiller.distillers import build_distiller
+from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,3 +53,19 @@ def test_cli_writes_json_and_rejects_bad_arguments(tmp_path):
     assert json.loads(out.read_text())["step"]["speedup"] > 0
     bad = subprocess.run(cmd[:2] + ["--batches", "0"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+
+
+def test_cuda_graph_needs_a_cuda_device():
+    cfg = load_cfg(None, SMALL)
+    images, labels = synthetic_cifar(16, num_classes=10)
+    with pytest.raises(ConfigError, match="^config key SOLVER.CUDA_GRAPH is True but the run is on cpu"):
+        run_benchmark(cfg, images, labels, "cpu", batches=1, warmup=0, workers=0, cuda_graph=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_step_and_epoch_on_the_gpu():
+    cfg = load_cfg(None, SMALL)
+    images, labels = synthetic_cifar(256, num_classes=10)
+    result = run_benchmark(cfg, images, labels, "cuda", batches=4, warmup=0, workers=0, full_epoch=True,
+                           sections=("step",), cuda_graph=True)
+    assert result["cuda_graph"] and result["step"]["ours"] > 0 and result["epoch_seconds"]["ours"] > 0

@@ -2,7 +2,7 @@
 
     python tools/bench_speed.py --cfg configs/cifar100/sld/res32x4_res8x4.yaml \
         [--root DIR_WITH_CIFAR100 | --synthetic 50000] [--device cpu|cuda] [--batches 20] \
-        [--warmup 3] [--workers 2] [--amp bf16] [--channels-last] [--compile] [--epoch] [--json OUT]
+        [--warmup 3] [--workers 2] [--amp bf16] [--channels-last] [--compile] [--cuda-graph] [--epoch] [--json OUT]
 
 Prints a table (two-view data pipeline images/s, train-step images/s, peak device memory,
 optionally one full epoch) and writes the numbers as JSON. See mdistiller/benchmark/speed.py.
@@ -35,6 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="mixed precision for ours")
     p.add_argument("--channels-last", action="store_true", help="channels_last for ours")
     p.add_argument("--compile", action="store_true", help="torch.compile student and teacher for ours")
+    p.add_argument("--cuda-graph", action="store_true", help="ours: one CUDA graph replay per step (SOLVER.CUDA_GRAPH)")
     p.add_argument("--epoch", action="store_true", help="also time one full training epoch of ours")
     p.add_argument("--only", choices=("data", "step"), help="run one section only")
     p.add_argument("--json", help="write the results here")
@@ -62,7 +63,7 @@ def main(argv=None):
         sections = (args.only,) if args.only else ("data", "step")
         result = run_benchmark(cfg, images, labels, device, args.batches, args.warmup, args.workers,
                                amp=args.amp, channels_last=args.channels_last, compile_=args.compile,
-                               full_epoch=args.epoch, sections=sections)
+                               full_epoch=args.epoch, sections=sections, cuda_graph=args.cuda_graph)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

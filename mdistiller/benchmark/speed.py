@@ -6,7 +6,7 @@ Two ways to train the same SLD step are timed in one process, on the same device
              KL call per (view, temperature, target);
   ours       the fast on-device loader, one teacher pass over both views, every KL in one
              vectorised call (the distiller's own `forward_train`), optional AMP /
-             channels_last / torch.compile.
+             channels_last / torch.compile / a CUDA graph per step (SOLVER.CUDA_GRAPH).
 Both do the same arithmetic (the tests check the losses are equal), so the ratio of their
 images/s is the speed-up a user gets.
 """
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..analysis.stat_sums import stat_sources
 from ..data.datasets import ArraySource, TrainDataset
 from ..data.fast.bench import images_per_second, two_view_throughput
 from ..data.fast.loader import FastTrainLoader, images_to_tensor
@@ -24,6 +25,7 @@ from ..data.transforms import CIFAR100_MEAN, CIFAR100_STD, cifar_spec, train_vie
 from ..distillers import build_distiller
 from ..distillers.losses import kd_loss, swap_logits
 from ..engine.device import autocast, compile_networks, prepare_model, to_device
+from ..engine.graph_step import WARMUP_STEPS, GraphedStep, check_cuda_graph
 from ..engine.optim import build_optimizer
 from ..models import create_model
 
@@ -112,10 +114,11 @@ def reference_step_fn(cfg, images, labels, device, workers, epoch):
 
 
 def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channels_last=False, compile_=False,
-                block_size=None):
+                block_size=None, cuda_graph=False):
     """`block_size` None = the loader's default (what training uses). The fast loader augments a
     block of samples at once; a short timed window inside one block would leave the augmentation
-    out, so the step measurement passes one batch per block (every step pays for its own views)."""
+    out, so the step measurement passes one batch per block (every step pays for its own views).
+    `cuda_graph`: the trainer's GraphedStep (its first WARMUP_STEPS + 1 calls warm up and capture)."""
     distiller = _models(cfg, int(labels.max()) + 1, device, channels_last)
     if compile_:
         compile_networks(distiller)
@@ -125,9 +128,13 @@ def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channel
                              cfg.SOLVER.BATCH_SIZE, 2, CIFAR100_MEAN, CIFAR100_STD, seed=cfg.SEED,
                              num_workers=workers, channels_last=channels_last, block_size=block_size)
     stream = _endless(loader)
+    graphed = GraphedStep(distiller, optimizer, device, amp, stat_sources(distiller)) if cuda_graph else None
 
     def step():
         batch = next(stream)
+        if graphed is not None:
+            graphed(batch, epoch, cfg.SOLVER.LR)
+            return batch["target"].shape[0]
         with autocast(device, amp):
             _, losses = distiller(**batch, epoch=epoch)
         loss = sum(v.float().mean() for v in losses.values())
@@ -140,14 +147,22 @@ def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channel
 
 
 def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, epoch=None,
-                  amp="none", channels_last=False, compile_=False, full_epoch=False, sections=("data", "step")):
-    """All measurements as a dict (see tools/bench_speed.py for the printed table)."""
+                  amp="none", channels_last=False, compile_=False, full_epoch=False, sections=("data", "step"),
+                  cuda_graph=False):
+    """All measurements as a dict (see tools/bench_speed.py for the printed table). ConfigError
+    when `cuda_graph` cannot work with the device, `amp` or `compile_`."""
     device = torch.device(device)
+    if cuda_graph:
+        wanted = cfg.clone()
+        wanted.defrost()
+        wanted.SOLVER.AMP, wanted.SOLVER.COMPILE = amp, compile_
+        check_cuda_graph(wanted, device)
+    untimed = max(warmup, WARMUP_STEPS + 1) if cuda_graph else max(warmup, 1)  # ours: lazy set-up, capture
     epoch = cfg.SLD.GAMMA + 1 if epoch is None else epoch  # both SLD terms on: the costlier step
     out = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
            "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": cfg.SOLVER.BATCH_SIZE,
            "images": int(len(labels)), "workers": workers, "epoch_for_loss": epoch, "amp": amp,
-           "channels_last": channels_last, "compile": compile_,
+           "channels_last": channels_last, "compile": compile_, "cuda_graph": cuda_graph,
            "pair": f"{cfg.DISTILLER.TEACHER} -> {cfg.DISTILLER.STUDENT}", "distiller": cfg.DISTILLER.TYPE}
     if "data" in sections:
         # A whole epoch at least: the fast loader works in blocks of up to 8,192 samples, so a few
@@ -164,13 +179,15 @@ def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, 
         del ref
         _peak_reset(device)
         ours, _ = our_step_fn(cfg, images, labels, device, workers, epoch, amp, channels_last, compile_,
-                              block_size=cfg.SOLVER.BATCH_SIZE)
-        ours_ips = _timed_steps(ours, batches, warmup, device)
+                              block_size=cfg.SOLVER.BATCH_SIZE, cuda_graph=cuda_graph)
+        ours_ips = _timed_steps(ours, batches, untimed if cuda_graph else warmup, device)
         out["step"] = {"reference": ref_ips, "ours": ours_ips, "speedup": ours_ips / ref_ips,
                        "reference_peak_mib": ref_mem, "ours_peak_mib": _peak_mib(device)}
         if full_epoch:
-            ours, ours_len = our_step_fn(cfg, images, labels, device, workers, epoch, amp, channels_last, compile_)
-            ours()  # first call: lazy initialisation, not part of an epoch's steady state
+            ours, ours_len = our_step_fn(cfg, images, labels, device, workers, epoch, amp, channels_last, compile_,
+                                         cuda_graph=cuda_graph)
+            for _ in range(untimed):  # lazy initialisation (and capture), not an epoch's steady state
+                ours()
             # One whole pass over the training set with our step (no evaluation), as an epoch.
             _sync(device)
             start = time.perf_counter()
@@ -186,7 +203,8 @@ def format_table(result):
     """The measurements as aligned text lines."""
     lines = [f"device {result['device_name']} | torch {result['torch']} | {result['pair']} {result['distiller']} | "
              f"batch {result['batch_size']} | {result['images']} images | workers {result['workers']} | "
-             f"amp {result['amp']} channels_last {result['channels_last']} compile {result['compile']}",
+             f"amp {result['amp']} channels_last {result['channels_last']} compile {result['compile']} "
+             f"cuda_graph {result.get('cuda_graph', False)}",
              f"{'measure':<34}{'reference':>14}{'ours':>14}{'ratio':>9}"]
     if "data" in result:
         d = result["data"]

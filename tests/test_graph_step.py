@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mdistiller.distillers.sld import SLD
+from mdistiller.engine.build import train
 from mdistiller.engine.graph_step import GraphedStep, check_cuda_graph, sgd_update
 from mdistiller.engine.paired import check_group
 from mdistiller.errors import ConfigError
@@ -196,6 +197,9 @@ def test_a_cpu_run_with_cuda_graph_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="^config key SOLVER.CUDA_GRAPH is True but the run is on cpu; "
                                           "set DEVICE cuda, or set SOLVER.CUDA_GRAPH False$"):
         tiny_trainer(cfg)
+    # tools/train.py says so before it reads any data (the folder below does not exist)
+    with pytest.raises(ConfigError, match="^config key SOLVER.CUDA_GRAPH is True but the run is on cpu"):
+        train(tiny_cfg(tmp_path, "SOLVER.CUDA_GRAPH", True, "DATASET.ROOT", str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match="^config key SOLVER.CUDA_GRAPH is True in b, but paired training"):
         check_group([tiny_cfg(tmp_path, "EXPERIMENT.NAME", "a"),
                      tiny_cfg(tmp_path, "EXPERIMENT.NAME", "b", "SOLVER.CUDA_GRAPH", True)])

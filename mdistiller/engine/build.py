@@ -11,6 +11,7 @@ from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
 from .device import configure_backends, resolve_device
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
+from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
 from .run_folder import RunFiles, check_start, run_folder
@@ -92,6 +93,8 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
         raise CheckpointError(problem)
     check_distiller_cfg(cfg)
     input_views(cfg)
+    if cfg.SOLVER.CUDA_GRAPH:
+        check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
     configure_backends(device, cfg.DETERMINISTIC)
     init_process_group(info, device)
     try:

@@ -8,18 +8,23 @@ to. That checks everything around the graph: the input copies, the LR tensor, th
 SGD update, eager warm-up and odd-sized batches, one capture per epoch, metrics and statistics.
 """
 import contextlib
+import glob
 import os
 
 import pytest
 import torch
 
+from mdistiller.config import load_cfg
+from mdistiller.distillers import build_distiller
 from mdistiller.distillers.sld import SLD
-from mdistiller.engine.build import train
+from mdistiller.engine.build import needs_index, train
 from mdistiller.engine.graph_step import GraphedStep, check_cuda_graph, sgd_update
 from mdistiller.engine.paired import check_group
+from mdistiller.engine.objective import total_loss
 from mdistiller.errors import ConfigError
+from mdistiller.models import create_model
 from test_trainer import worklog_blocks
-from test_trainer_support import TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
+from test_trainer_support import REPO, TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
 
 
 def copy_into(dst, src):
@@ -174,6 +179,35 @@ def test_a_step_that_cannot_be_captured_is_a_config_error(tmp_path):
                                           r"be captured as a CUDA graph \(operation not permitted when stream is "
                                           r"capturing\); set SOLVER.CUDA_GRAPH False$"):
         step(batch, 1, 0.05)
+
+
+# ---------------------------------------------------------------- what can be captured
+CIFAR_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "cifar100", "*.yaml"))
+                       + glob.glob(os.path.join(REPO, "configs", "cifar100", "*", "res32x4_res8x4.yaml"))
+                       + glob.glob(os.path.join(REPO, "configs", "cifar100", "sld_stack", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", CIFAR_CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(REPO, "configs")))
+def test_every_built_in_step_leaves_values_on_the_device(path):
+    """On the meta device tensors have shapes and no values, so a step that reads a value on the
+    host (`.item()`, `if tensor:`, a boolean index, whose size the host must learn) fails there.
+    Such a read is a device sync in every step and makes a CUDA-graph capture fail. (Necessary,
+    not sufficient: a library kernel may still sync inside, e.g. a linear-algebra error check;
+    the capture itself reports that.)"""
+    cfg = load_cfg(path, [])
+    with torch.device("meta"):
+        student = create_model(cfg.DISTILLER.STUDENT, 100, "cifar100")
+        teacher = create_model(cfg.DISTILLER.TEACHER, 100, "cifar100")
+        distiller = build_distiller(cfg, student, teacher, num_data=1000)
+    distiller.train()
+    image = torch.empty(8, 3, 32, 32, device="meta")
+    batch = {"image_weak": image, "image_strong": image} if cfg.SOLVER.TRAINER == "ours" else {"image": image}
+    if needs_index(cfg):
+        batch["index"] = torch.empty(8, dtype=torch.long, device="meta")
+        batch["contrast_index"] = torch.empty(8, cfg.CRD.NCE.K + 1, dtype=torch.long, device="meta")
+    preds, losses = distiller(**batch, target=torch.empty(8, dtype=torch.long, device="meta"), epoch=200)
+    total_loss(losses).backward()
+    assert preds.shape == (8, 100)
 
 
 # ---------------------------------------------------------------- what is refused

@@ -47,8 +47,10 @@ class ContrastMemory(nn.Module):
     def scores(self, memory, embedding, contrast_index, side):
         rows = memory[contrast_index].detach()  # (B, K + 1, dim); column 0: the sample itself
         out = torch.exp(torch.bmm(rows, embedding.unsqueeze(2)).squeeze(2) / self.temperature)
-        if self.z[side] < 0:
-            self.z[side] = out.detach().mean() * self.num_data
+        # Z is set on the first call (z < 0) and kept after; decided on the device, as an `if` on
+        # z would make the host wait for the GPU every step.
+        z = self.z[side]
+        self.z[side] = torch.where(z < 0, out.detach().mean() * self.num_data, z)
         return out / self.z[side].clone()  # a copy: the other side's first call writes into z
 
     def forward(self, v_s, v_t, index, contrast_index):

@@ -91,7 +91,9 @@ def rkd_distance_loss(f_s, f_t, squared=False, eps=1e-12):
     mean distance over distinct pairs (so the loss ignores the features' overall scale)."""
     def normalised(f):
         d = pairwise_distances(f.flatten(1), squared, eps)
-        return d / d[d > 0].mean()
+        # the mean over d > 0 (the off-diagonal pairs; d is 0 elsewhere), without a boolean
+        # index: that would make the host wait for the device every step
+        return d / (d.sum() / (d > 0).sum())
 
     return F.smooth_l1_loss(normalised(f_s), normalised(f_t))
 

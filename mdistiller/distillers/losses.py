@@ -109,10 +109,14 @@ def kd_loss(logits_student, logits_teacher, temperature, reduction="mean", sampl
 
 
 def _target_and_others(z, target):
-    """Split (..., B, C) logits into the target entry (..., B) and the others (..., B, C-1)."""
-    is_target = F.one_hot(target, z.shape[-1]).bool().expand(z.shape)
-    z_target = z.gather(-1, target.expand(z.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-    return z_target, z[~is_target].reshape(*z.shape[:-1], z.shape[-1] - 1)
+    """Split (..., B, C) logits into the target entry (..., B) and the others (..., B, C-1), in
+    class order. Both by gather: a boolean mask would need the host to read the mask's count (a
+    device sync every step, and no CUDA-graph capture)."""
+    target = target.expand(z.shape[:-1]).unsqueeze(-1)
+    z_target = z.gather(-1, target).squeeze(-1)
+    columns = torch.arange(z.shape[-1] - 1, device=z.device)
+    others = columns + (columns >= target).long()  # each row's class indices, its target skipped
+    return z_target, z.gather(-1, others)
 
 
 def dkd_terms(logits_student, logits_teacher, target, temperature, reduction="mean"):

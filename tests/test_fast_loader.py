@@ -163,8 +163,6 @@ def test_subsets_are_the_pil_paths(root):
     ({"DATASET__TYPE": "imagenet"}, False, 1,
      r"^config key DATASET.LOADER is 'fast', which supports DATASET.TYPE cifar100 only \(got 'imagenet'\); "
      r"use DATASET.LOADER pil$"),
-    ({}, True, 1, r"^config key DATASET.LOADER is 'fast', which does not draw CRD's contrastive indices; "
-                  r"use DATASET.LOADER pil for CRD$"),
     ({"SOLVER__BATCH_SIZE": 30}, False, 4,
      r"^config key SOLVER.BATCH_SIZE is 30, which 4 processes cannot share evenly; use a multiple of 4$"),
 ])

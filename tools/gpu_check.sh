@@ -42,7 +42,8 @@ if [ -d $ROOT/cifar100 ]; then DATA=(--root $ROOT); else DATA=(--synthetic 50000
 
 # 1. the CUDA-only tests (graphed step against eager training, fast loader on the device)
 step tests 240 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu or device_choice" tests/test_graph_step.py \
-    tests/test_bench_speed.py tests/test_fast_loader.py tests/test_fast_augment.py tests/test_trainer_parts.py
+    tests/test_bench_speed.py tests/test_fast_loader.py tests/test_fast_augment.py tests/test_fast_contrast.py \
+    tests/test_trainer_parts.py
 
 # 2. bench_speed: reference vs ours, eager fp32, then the graphed step (fp32, bf16 + channels_last)
 step speed_fp32 200 python3 tools/bench_speed.py "${DATA[@]}" --device cuda --epoch --json "$OUT/speed_fp32.json"

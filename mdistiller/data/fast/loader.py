@@ -8,7 +8,8 @@ plus "target" (long) and "index" (long, position in the training set). Views sta
 block and are normalised batch by batch as they are handed out.
 
 Reproducibility: the permutation is seeded from (SEED, epoch), the same on every rank; block k's
-augmentations from (SEED, epoch, rank, k). A run repeats exactly for the same seed, device
+augmentations from (SEED, epoch, rank, k), and CRD's contrastive indices (drawn batch by batch
+as the block is handed out, `contrast.py`) from (SEED, epoch, rank, k, CONTRAST_SALT). A run repeats exactly for the same seed, device
 type, world size and block size, whatever the number of workers.
 
 Workers: on the CPU, `num_workers` threads make the next blocks while the trainer consumes the
@@ -31,11 +32,13 @@ import torch
 
 from ...errors import ConfigError
 from . import augment, ops
+from .contrast import DeviceContrastSampler
 
 DEFAULT_BLOCK = {"cpu": 1024}  # samples augmented per call; other devices use ACCELERATOR_BLOCK
 ACCELERATOR_BLOCK = 8192
 BLOCKS_AHEAD_PER_WORKER = 2  # as DataLoader's prefetch_factor
 VIEW_KEYS = {1: ("image",), 2: ("image_weak", "image_strong")}
+CONTRAST_SALT = 1  # tells the contrastive-index stream's seeds from the augmentation's
 
 
 def derived_seed(*entropy):
@@ -92,7 +95,8 @@ class FastTrainLoader:
     """
 
     def __init__(self, images, targets, batch_size, views, mean, std, seed=0, rank=0, world_size=1,
-                 num_workers=0, block_size=None, table=None, dtype=torch.float32, channels_last=False):
+                 num_workers=0, block_size=None, table=None, dtype=torch.float32, channels_last=False,
+                 contrast=None):
         if views not in VIEW_KEYS:
             raise ValueError(f"views must be 1 or 2, got {views!r}")
         self.images, self.targets = images, targets
@@ -105,6 +109,7 @@ class FastTrainLoader:
         self.block_size = max(1, block // batch_size) * batch_size  # whole batches
         self.table = table or augment.OpTable()
         self.dtype, self.channels_last = dtype, channels_last
+        self.contrast = contrast  # a DeviceContrastSampler: batches also carry "contrast_index" (CRD)
         self.epoch = 0
         self.per_rank = math.ceil(len(targets) / world_size)
         # A last batch of one sample would make BatchNorm fail in training: drop only that case
@@ -140,7 +145,7 @@ class FastTrainLoader:
 
         if not self.num_workers:
             for k in range(num_blocks):
-                yield from self._batches(block(k), threads)
+                yield from self._batches(block(k), threads, (epoch, k))
             return
         pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="fast-loader")
         try:
@@ -150,18 +155,25 @@ class FastTrainLoader:
                 made = pending.popleft().result()
                 if k < num_blocks:
                     pending.append(pool.submit(block, k))
-                yield from self._batches(made, threads)
+                yield from self._batches(made, threads, (epoch, k - ahead))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _batches(self, block, threads):
-        """Cut a block into batches, normalising each batch's views just before it is handed out
-        (batch-sized float tensors stay in cache; block-sized ones cost page faults)."""
+    def _batches(self, block, threads, where):
+        """Cut block `where` = (epoch, k) into batches, normalising each batch's views just before
+        it is handed out (batch-sized float tensors stay in cache; block-sized ones cost page
+        faults); CRD's indices are drawn there too (a block's worth would take ~1 GB on a GPU)."""
+        generator = None
+        if self.contrast is not None:
+            epoch, k = where
+            generator = device_generator(self.device, derived_seed(self.seed, epoch, self.rank, k, CONTRAST_SALT))
         for start in range(0, block["target"].shape[0], self.batch_size):
             batch = {key: value[start:start + self.batch_size] for key, value in block.items()}
             with one_cpu_thread(self.device, threads):
                 for key in VIEW_KEYS[self.views]:
                     batch[key] = ops.normalize(batch[key], self.mean, self.std, self.dtype, self.channels_last)
+                if generator is not None:
+                    batch["contrast_index"] = self.contrast.sample(batch["index"], batch["target"], generator)
             yield batch
 
     def make_block(self, rows, generator):
@@ -199,6 +211,7 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
     `mdistiller.data.build_loaders` but with the data and the augmentation on `device`
     (default: from the DEVICE key). DATASET.TRAIN/TEST_SUBSET are honoured (same stratified
     subsets as the PIL loaders); each rank gets SOLVER.BATCH_SIZE / world_size samples per step.
+    `with_index`: batches also carry CRD's "contrast_index" ([positive, CRD.NCE.K negatives]).
     """
     from ...engine.device import resolve_device
     from ..loaders import build_sources
@@ -206,19 +219,18 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
     if cfg.DATASET.TYPE != "cifar100":
         raise ConfigError(f"config key DATASET.LOADER is 'fast', which supports DATASET.TYPE cifar100 only "
                           f"(got {cfg.DATASET.TYPE!r}); use DATASET.LOADER pil")
-    if with_index:
-        raise ConfigError("config key DATASET.LOADER is 'fast', which does not draw CRD's contrastive indices; "
-                          "use DATASET.LOADER pil for CRD")
     if cfg.SOLVER.BATCH_SIZE % world_size:
         raise ConfigError(f"config key SOLVER.BATCH_SIZE is {cfg.SOLVER.BATCH_SIZE}, which {world_size} processes "
                           f"cannot share evenly; use a multiple of {world_size}")
     device = torch.device(device) if device is not None else resolve_device(cfg.DEVICE)
     train, test, classes, spec = build_sources(cfg)
     layout = dict(channels_last=cfg.SOLVER.CHANNELS_LAST)
+    labels = torch.as_tensor(train.labels, device=device)
+    contrast = DeviceContrastSampler(labels, cfg.CRD.NCE.K, cfg.CRD.MODE) if with_index else None
     train_loader = FastTrainLoader(
-        images_to_tensor(train.images, device), torch.as_tensor(train.labels, device=device),
-        cfg.SOLVER.BATCH_SIZE // world_size, views, spec.mean, spec.std, seed=cfg.SEED, rank=rank,
-        world_size=world_size, num_workers=cfg.DATASET.NUM_WORKERS, **layout)
+        images_to_tensor(train.images, device), labels, cfg.SOLVER.BATCH_SIZE // world_size, views, spec.mean,
+        spec.std, seed=cfg.SEED, rank=rank, world_size=world_size, num_workers=cfg.DATASET.NUM_WORKERS,
+        contrast=contrast, **layout)
     test_loader = FastTestLoader(
         images_to_tensor(test.images, device), torch.as_tensor(test.labels, device=device),
         cfg.DATASET.TEST.BATCH_SIZE, spec.mean, spec.std, **layout)

@@ -2,17 +2,31 @@
 
 (No tests here; the test_data_* modules import it.)
 """
+import contextlib
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mdistiller.config import load_cfg
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def no_host_syncs():
+    """CUDA: any op inside the block that makes the host wait for the device raises (torch's
+    sync debug mode); work queued before the block is finished first."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def shared_dir():

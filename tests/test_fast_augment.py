@@ -10,7 +10,7 @@ from PIL import Image
 from mdistiller.data import randaugment as ra
 from mdistiller.data.fast import augment
 from mdistiller.data.transforms import PadCropFlip
-from test_data_helpers import pixels
+from test_data_helpers import no_host_syncs, pixels
 
 TABLE = augment.OpTable()
 N = 14000
@@ -119,12 +119,8 @@ def test_cuda_views_match_cpu_and_never_wait_for_the_host():
     cpu = augment.apply_ops(images, op_ids[:, 0], magnitudes[:, 0], TABLE)
     cuda, ids, mags = images.cuda(), op_ids[:, 0].cuda(), magnitudes[:, 0].cuda()
     augment.strong_view(cuda, torch.Generator("cuda").manual_seed(0), TABLE)  # makes the constants
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with no_host_syncs():
         on_gpu = augment.apply_ops(cuda, ids, mags, TABLE)
         augment.strong_view(cuda, torch.Generator("cuda").manual_seed(1), TABLE)
         augment.weak_view(cuda, torch.Generator("cuda").manual_seed(1))
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     assert torch.equal(on_gpu.cpu(), cpu)

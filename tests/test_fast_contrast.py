@@ -8,7 +8,7 @@ from mdistiller.data import build_loaders
 from mdistiller.data.fast import FastTrainLoader
 from mdistiller.data.fast.contrast import DeviceContrastSampler
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD
-from test_data_helpers import cfg_for, fake_cifar_root  # noqa: F401 (fixture `root`)
+from test_data_helpers import cfg_for, fake_cifar_root, no_host_syncs  # noqa: F401 (fixture `root`)
 
 
 def draw(labels, k, mode, index, seed=0):
@@ -128,12 +128,8 @@ def test_cuda_contrast_indices_need_no_host_sync():
     loader = FastTrainLoader(torch.zeros(5000, 3, 32, 32, dtype=torch.uint8, device="cuda"), labels, 64, 2,
                              CIFAR100_MEAN, CIFAR100_STD, contrast=DeviceContrastSampler(labels, 4096, "exact"))
     list(loader)  # the first pass makes the cached constants
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with no_host_syncs():
         batches = list(loader)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     contrast = torch.cat([b["contrast_index"] for b in batches])
     assert contrast.is_cuda and contrast.shape == (5000, 4097)  # every sample once (no batch of one to drop)
     assert (labels[contrast[:, 1:]] != labels[contrast[:, :1]]).all()

@@ -10,7 +10,7 @@ from mdistiller.data.fast.augment import OpTable
 from mdistiller.data.fast.loader import shard_order
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD
 from mdistiller.errors import ConfigError
-from test_data_helpers import cfg_for, fake_cifar_root  # noqa: F401 (fixture `root`)
+from test_data_helpers import cfg_for, fake_cifar_root, no_host_syncs  # noqa: F401 (fixture `root`)
 
 MEAN = torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(CIFAR100_STD).view(1, 3, 1, 1)
@@ -177,12 +177,8 @@ def test_cuda_epoch_stays_on_the_device_without_host_syncs():
     images, labels, _ = marked(500)
     train_loader = FastTrainLoader(images.cuda(), labels.cuda(), 64, 2, CIFAR100_MEAN, CIFAR100_STD, num_workers=2)
     epoch(train_loader)  # first pass makes the cached constants
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with no_host_syncs():
         batches = epoch(train_loader)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     assert len(batches) == 8 and all(b["image_strong"].is_cuda and b["index"].is_cuda for b in batches)
     assert sorted(torch.cat([b["index"] for b in batches]).tolist()) == list(range(500))
 

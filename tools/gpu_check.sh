@@ -61,7 +61,7 @@ step speed_graph 100 "${SPEED[@]}" --only step --cuda-graph --json "$WORK/speed_
 if [ -n "$ROOT" ]; then
     python3 -c "import torch; from mdistiller.models import create_model; torch.manual_seed(0); \
 torch.save({'model': create_model('resnet32x4', 100, 'cifar100').state_dict()}, '/tmp/teacher.pth')"
-    TRAIN=(python3 tools/train.py --cfg configs/cifar100/sld/res32x4_res8x4.yaml DATASET.ROOT $ROOT
+    TRAIN=(python3 tools/train.py --cfg configs/cifar100/sld/res32x4_res8x4.yaml --overwrite DATASET.ROOT $ROOT
            DISTILLER.TEACHER_WEIGHTS /tmp/teacher.pth SOLVER.EPOCHS 1 LOG.QUIET True LOG.PREFIX /tmp/runs)
     step epoch_fast_graph_bf16 90 "${TRAIN[@]}" EXPERIMENT.NAME fast_graph_bf16 DATASET.LOADER fast \
         SOLVER.CUDA_GRAPH True SOLVER.AMP bf16 SOLVER.CHANNELS_LAST True

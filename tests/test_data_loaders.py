@@ -200,3 +200,18 @@ def test_select_views(root):
                                           r"takes one view; use SOLVER.TRAINER base"):
         select_views(cfg_for(root, SOLVER__TRAINER="ours", DISTILLER__TYPE="KD"), (1,))
 
+
+
+@pytest.mark.parametrize("loader", ["pil", "fast"])
+def test_ranks_evaluate_disjoint_shares_of_the_test_set(root, loader):
+    cfg = cfg_for(root, DATASET__LOADER=loader, DEVICE="cpu", DATASET__TEST__BATCH_SIZE=16, SOLVER__BATCH_SIZE=30)
+
+    def targets(rank, world):
+        test_loader = build_loaders(cfg, 1, rank=rank, world_size=world)[1]
+        return torch.cat([target for _, target in test_loader])
+
+    whole = targets(0, 1)
+    shares = [targets(rank, 3) for rank in range(3)]
+    assert [len(s) for s in shares] == [34, 33, 33]  # 100 test images, unpadded
+    for rank, share in enumerate(shares):
+        assert torch.equal(share, whole[rank::3])

@@ -19,6 +19,7 @@ from test_trainer import read_scalars, worklog_blocks
 from test_trainer_support import one_thread, subprocess_env, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
 
 EPOCHS = 3
+TEST_N = 33  # test images: unequal shares for the two ranks
 
 
 def ddp_cfg(prefix, name):
@@ -33,7 +34,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert done.stdout.count("epoch 1/3 |") == 1  # summaries from rank 0 only
 
     cfg = ddp_cfg(tmp_path, "single")
-    tiny_trainer(cfg, bn=False, loaders=tiny_loaders(cfg, augment=False, distributed_sampler=True)).fit()
+    tiny_trainer(cfg, bn=False, loaders=tiny_loaders(cfg, augment=False, distributed_sampler=True,
+                                                     test_n=TEST_N)).fit()
 
     folders = {name: os.path.join(tmp_path, "p", name) for name in ("single", "ddp")}
     curves = {name: [v for _, v in read_scalars(os.path.join(f, "train.events"))["train_loss"]]
@@ -47,6 +49,11 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert ddp["world_size"] == 2 and len(ddp["rng"]) == 2  # every rank's RNG state, for resume
     blocks, _ = worklog_blocks(os.path.join(folders["ddp"], "worklog.txt"))
     assert [b[0] for b in blocks] == [1, 2, 3]
+    # each rank evaluated its share (17 and 16 images); the summed metrics are the whole set's
+    single_blocks, _ = worklog_blocks(os.path.join(folders["single"], "worklog.txt"))
+    for (_, _, mine), (_, _, theirs) in zip(blocks, single_blocks):
+        for key in ("test_acc", "test_acc_top5", "test_loss"):
+            assert float(mine[key]) == pytest.approx(float(theirs[key]), abs=0.011), key
 
 
 def child(prefix):
@@ -58,7 +65,7 @@ def child(prefix):
     init_process_group(info, torch.device("cpu"))
     try:
         cfg = ddp_cfg(prefix, "ddp")
-        tiny_trainer(cfg, info=info, bn=False, loaders=tiny_loaders(cfg, info=info, augment=False)).fit()
+        tiny_trainer(cfg, info=info, bn=False, loaders=tiny_loaders(cfg, info=info, augment=False, test_n=TEST_N)).fit()
         barrier(info)  # as engine.build.train: no rank tears the group down while another still works
     finally:
         destroy_process_group()

@@ -145,7 +145,9 @@ def test_build_fast_loaders_from_config(root):
     assert isinstance(train_loader, FastTrainLoader) and (num_data, num_classes) == (400, 100)
     assert train_loader.batch_size == 16 and len(train_loader) == 200 // 16 + 1
     assert next(iter(train_loader))["image_weak"].shape == (16, 3, 32, 32)
-    pil_test = build_loaders(cfg_for(root, DATASET__TEST__BATCH_SIZE=50), 1)[1]
+    pil_test = build_loaders(cfg_for(root, DATASET__TEST__BATCH_SIZE=50, SOLVER__BATCH_SIZE=32), 1, rank=1,
+                             world_size=2)[1]  # rank 1's share of the test set, as the fast loader's
+    assert len(test_loader) == len(pil_test) == 1
     for (image, target), (pil_image, pil_target) in zip(test_loader, pil_test):
         assert torch.equal(image, pil_image) and torch.equal(target, pil_target)  # bit for bit
 

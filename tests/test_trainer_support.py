@@ -109,9 +109,10 @@ def tiny_cfg(tmp_path, *opts):
     return load_cfg(None, base + [str(o) if not isinstance(o, str) else o for o in opts])
 
 
-def tiny_loaders(cfg, views=1, info=DistInfo(), n=64, augment=True, distributed_sampler=False):
-    """Train loader (global batch SOLVER.BATCH_SIZE split over ranks) and test loader.
-    `distributed_sampler` also for one process: the same global order as N ranks together."""
+def tiny_loaders(cfg, views=1, info=DistInfo(), n=64, augment=True, distributed_sampler=False, test_n=32):
+    """Train loader (global batch SOLVER.BATCH_SIZE split over ranks) and test loader (each rank
+    its share, as `data.loaders.make_loader`'s). `distributed_sampler` also for one process:
+    the same global order as N ranks together."""
     train = TinyData(n, views, augment)
     per_rank = cfg.SOLVER.BATCH_SIZE // info.world_size
     if info.enabled or distributed_sampler:
@@ -119,8 +120,9 @@ def tiny_loaders(cfg, views=1, info=DistInfo(), n=64, augment=True, distributed_
         train_loader = DataLoader(train, per_rank, sampler=sampler)
     else:
         train_loader = DataLoader(train, per_rank, shuffle=True)
-    test = TinyData(32, 1, augment=False, seed=1)
-    test_loader = DataLoader(torch.utils.data.TensorDataset(test.x, test.y), cfg.DATASET.TEST.BATCH_SIZE)
+    test = TinyData(test_n, 1, augment=False, seed=1)
+    test_loader = DataLoader(torch.utils.data.TensorDataset(test.x, test.y), cfg.DATASET.TEST.BATCH_SIZE,
+                             sampler=range(info.rank, test_n, info.world_size))
     return train_loader, test_loader
 
 

@@ -62,7 +62,7 @@ def build_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=Non
     Every train batch also carries "target" and "index" (position in the training set); test
     batches are (image, target). With world_size > 1 each rank gets a DistributedSampler shard
     of SOLVER.BATCH_SIZE / world_size samples per step (call `train_loader.sampler.set_epoch`
-    every epoch); every rank evaluates the whole test set. `device` (default: from DEVICE) only
+    every epoch) and evaluates its share of the test set. `device` (default: from DEVICE) only
     decides pinned memory, and is passed on to the fast loader.
     """
     if views not in (1, 2):
@@ -78,17 +78,22 @@ def build_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=Non
     test_set = EvalDataset(test_source, test_view(spec))
     common = dict(seed=cfg.SEED, rank=rank, num_workers=cfg.DATASET.NUM_WORKERS, pin_memory=_pin_memory(cfg, device))
     train_loader = make_loader(train_set, cfg.SOLVER.BATCH_SIZE // world_size, TRAIN, world_size=world_size, **common)
-    test_loader = make_loader(test_set, cfg.DATASET.TEST.BATCH_SIZE, TEST, **common)
+    test_loader = make_loader(test_set, cfg.DATASET.TEST.BATCH_SIZE, TEST, world_size=world_size, **common)
     return train_loader, test_loader, len(train_set), len(classes)
 
 
 def make_loader(dataset, batch_size, role, seed, rank=0, world_size=1, num_workers=0, pin_memory=False):
-    """A seeded DataLoader; role TRAIN shuffles (sharded when world_size > 1), TEST keeps order."""
+    """A seeded DataLoader; role TRAIN shuffles, TEST keeps order. With world_size > 1 each rank
+    gets its shard: TRAIN DistributedSampler's, TEST every world_size-th sample from `rank` on,
+    unpadded (DistributedSampler would repeat samples to even the shards and bias the metrics;
+    `engine.evaluation.evaluate` adds the ranks' sums)."""
     generator = torch.Generator()
     generator.manual_seed(int(np.random.SeedSequence([seed, rank, role]).generate_state(1)[0]))
     sampler = None
     if role == TRAIN and world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    elif world_size > 1:
+        sampler = range(rank, len(dataset), world_size)
     per_rank = math.ceil(len(dataset) / world_size) if role == TRAIN else len(dataset)
     return DataLoader(
         dataset,

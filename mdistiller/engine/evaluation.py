@@ -1,8 +1,8 @@
 """Top-1 / top-5 accuracy and cross-entropy of a classifier on a test loader.
 
 Shared by the trainer (every epoch) and tools/eval.py. Counts stay on the device until the
-end; under DDP each rank evaluates its shard and the sums are added (ratios are right even
-if every rank saw the whole test set).
+end; under DDP each rank evaluates its shard of the test set (`data.loaders.make_loader`) and
+the ranks' sums are added, so the metrics are those of the whole set.
 """
 import os
 

@@ -210,7 +210,8 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
     """`DATASET.LOADER: fast` — (train_loader, test_loader, num_data, num_classes), like
     `mdistiller.data.build_loaders` but with the data and the augmentation on `device`
     (default: from the DEVICE key). DATASET.TRAIN/TEST_SUBSET are honoured (same stratified
-    subsets as the PIL loaders); each rank gets SOLVER.BATCH_SIZE / world_size samples per step.
+    subsets as the PIL loaders); each rank gets SOLVER.BATCH_SIZE / world_size samples per step
+    and every world_size-th test sample from `rank` on.
     `with_index`: batches also carry CRD's "contrast_index" ([positive, CRD.NCE.K negatives]).
     """
     from ...engine.device import resolve_device
@@ -231,7 +232,8 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
         images_to_tensor(train.images, device), labels, cfg.SOLVER.BATCH_SIZE // world_size, views, spec.mean,
         spec.std, seed=cfg.SEED, rank=rank, world_size=world_size, num_workers=cfg.DATASET.NUM_WORKERS,
         contrast=contrast, **layout)
+    shard = slice(rank, None, world_size)  # each rank evaluates its share, as the PIL path's
     test_loader = FastTestLoader(
-        images_to_tensor(test.images, device), torch.as_tensor(test.labels, device=device),
+        images_to_tensor(test.images[shard], device), torch.as_tensor(test.labels[shard], device=device),
         cfg.DATASET.TEST.BATCH_SIZE, spec.mean, spec.std, **layout)
     return train_loader, test_loader, len(train), len(classes)

@@ -3,6 +3,8 @@
 A step is a chain of separable pieces:
     loader batch -> device -> for each student: distiller forward (teacher once per view set,
     student per view) -> loss terms -> backward -> optimizer step -> device-side metrics.
+With SOLVER.CUDA_GRAPH a run's forward, backward and optimizer step are one CUDA-graph replay
+(engine/graph_step.py); the metrics stay outside the graph.
 `StudentRun` is everything about ONE student (its distiller, optimizer, grad scaler, metrics,
 best accuracy, output folder, checkpoints); `Trainer` is the loop (epochs, LR schedule, RNG,
 progress, evaluation) that feeds the same batches to every run. `tools/train.py` hands it one

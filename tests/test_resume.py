@@ -13,8 +13,11 @@ import tempfile
 
 import torch
 
+from mdistiller.config import load_cfg
+from mdistiller.engine.build import train
 from mdistiller.engine.checkpoint import load_checkpoint
-from test_trainer_support import one_thread, subprocess_env, tiny_cfg, tiny_trainer  # noqa: F401
+from test_trainer_support import (one_thread, subprocess_env, tiny_cfg, tiny_trainer,  # noqa: F401
+                                  write_colour_folder)
 
 EPOCHS = 3  # 4 iterations per epoch
 
@@ -57,6 +60,26 @@ def test_killed_runs_resume_to_identical_weights(tmp_path):
     state, log = finished(tmp_path, "killed")
     assert_same_state(reference, state)
     assert log == reference_log  # epoch 3's block, logged before the kill, was not duplicated
+
+
+def test_resume_is_exact_with_data_loader_workers(tmp_path):
+    """The PIL path with 2 worker processes (augmenting in them): 1 epoch, then resumed to 3,
+    equals 3 epochs straight."""
+    write_colour_folder(tmp_path / "data", ("c0", "c1", "c2"), (("train", 12), ("test", 3)))
+
+    def cfg(name, epochs):
+        return load_cfg(opts=["DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT", str(tmp_path / "data"),
+                              "DATASET.NUM_WORKERS", 2, "SOLVER.BATCH_SIZE", 8, "SOLVER.EPOCHS", epochs,
+                              "LOG.PREFIX", str(tmp_path), "EXPERIMENT.PROJECT", "p", "EXPERIMENT.NAME", name,
+                              "LOG.QUIET", True, "DISTILLER.STUDENT", "resnet8"])
+
+    train(cfg("straight", 3))
+    train(cfg("resumed", 1))
+    train(cfg("resumed", 3), resume=True)
+    a, b = (load_checkpoint(os.path.join(tmp_path, "p", name, "latest")) for name in ("straight", "resumed"))
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
 
 
 def child(argv):

@@ -106,7 +106,11 @@ def make_loader(dataset, batch_size, role, seed, rank=0, world_size=1, num_worke
         drop_last=role == TRAIN and per_rank % batch_size == 1,
         generator=generator,
         worker_init_fn=seed_worker,
-        persistent_workers=num_workers > 0,
+        # Fresh workers every epoch (as mdistiller's loaders), seeded from `generator`: the
+        # stream then follows from the generator's state, which checkpoints keep, so a resumed
+        # run repeats an uninterrupted one exactly with the same NUM_WORKERS. (Persistent
+        # workers would carry their random state across epochs, out of the checkpoint's reach.)
+        persistent_workers=False,
     )
 
 

@@ -24,8 +24,8 @@ rank's RNG state (python, numpy, torch, CUDA, loader generators) captured after 
 evaluation, i.e. the exact state the next epoch starts from. `--resume` continues after the
 last completed epoch; an epoch interrupted midway is trained again from its start with the
 same random numbers, so a killed-and-resumed run ends with the same weights as an
-uninterrupted one (bit-for-bit on CPU with the same thread count; on GPU only with
-DETERMINISTIC, as kernels may be non-deterministic otherwise).
+uninterrupted one (bit-for-bit on CPU with the same thread count and DATASET.NUM_WORKERS; on
+GPU only with DETERMINISTIC, as kernels may be non-deterministic otherwise).
 Write order per epoch: worklog + events, then student_best/best, epoch_N, student_latest and
 `latest` last, so `latest` is the commit point: every file of the epoch it names is on disk.
 A worklog block of an epoch that was logged but never committed is trimmed on resume.

@@ -150,7 +150,7 @@ def test_imagefolder_counts_classes_and_infers_size(folder_root):
     batch = next(iter(train_loader))
     assert batch["image_weak"].shape == batch["image_strong"].shape == (10, 3, 20, 20)
     assert sorted(batch["target"].tolist()) == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
-    assert batch["contrast_index"].shape == (10, cfg.CRD.NCE.K + 1)
+    assert batch["contrastive_index"].shape == (10, cfg.CRD.NCE.K + 1)
     images, targets = next(iter(test_loader))
     assert images.shape == (6, 3, 20, 20) and targets.tolist() == [0, 0, 1, 1, 2, 2]
     # grayscale became RGB with equal channels (before normalisation)

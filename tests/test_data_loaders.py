@@ -45,12 +45,12 @@ def test_views_must_be_one_or_two(root):
         build_loaders(cfg_for(root), views=3)
 
 
-def test_crd_contrast_index(root):
+def test_crd_contrastive_index(root):
     cfg = cfg_for(root, SOLVER__BATCH_SIZE=32, CRD__NCE__K=50)
     train_loader, _, _, _ = build_loaders(cfg, views=2, with_index=True)
     batch = next(iter(train_loader))
     labels = torch.from_numpy(train_loader.dataset.source.labels)
-    contrast = batch["contrast_index"]
+    contrast = batch["contrastive_index"]
     assert contrast.shape == (32, 51) and contrast.dtype == torch.int64
     assert torch.equal(contrast[:, 0], batch["index"])  # exact mode: the sample itself
     assert (labels[contrast[:, 1:]] != batch["target"][:, None]).all()  # negatives: other classes

@@ -82,16 +82,16 @@ def fast_loader(num_workers=0, seed=0):
 
 def test_loader_batches_carry_reproducible_contrast_indices():
     first, again, workers = list(fast_loader()), list(fast_loader()), list(fast_loader(2))
-    assert len(first) == 10 and all(b["contrast_index"].shape == (b["index"].shape[0], 41) for b in first)
-    assert all(torch.equal(b["contrast_index"][:, 0], b["index"]) for b in first)
+    assert len(first) == 10 and all(b["contrastive_index"].shape == (b["index"].shape[0], 41) for b in first)
+    assert all(torch.equal(b["contrastive_index"][:, 0], b["index"]) for b in first)
     labels = torch.arange(300) % 10
-    assert all((labels[b["contrast_index"][:, 1:]] != b["target"].unsqueeze(1)).all() for b in first)
+    assert all((labels[b["contrastive_index"][:, 1:]] != b["target"].unsqueeze(1)).all() for b in first)
     for a, b, c in zip(first, again, workers):  # same seed, any number of workers: the same draws
-        assert torch.equal(a["contrast_index"], b["contrast_index"])
-        assert torch.equal(a["contrast_index"], c["contrast_index"])
+        assert torch.equal(a["contrastive_index"], b["contrastive_index"])
+        assert torch.equal(a["contrastive_index"], c["contrastive_index"])
     loader = fast_loader()
     one, two = list(loader), list(loader)  # the next pass is the next epoch: new draws
-    assert not torch.equal(one[0]["contrast_index"][:, 1:], two[0]["contrast_index"][:, 1:])
+    assert not torch.equal(one[0]["contrastive_index"][:, 1:], two[0]["contrastive_index"][:, 1:])
 
 
 def test_fast_loaders_for_crd_from_config(root):
@@ -99,8 +99,8 @@ def test_fast_loaders_for_crd_from_config(root):
                   CRD__MODE="relax")
     train_loader, _, _, _ = build_loaders(cfg, views=1, with_index=True)
     batch = next(iter(train_loader))
-    contrast = batch["contrast_index"]
-    assert set(batch) == {"image", "target", "index", "contrast_index"} and contrast.shape == (32, 51)
+    contrast = batch["contrastive_index"]
+    assert set(batch) == {"image", "target", "index", "contrastive_index"} and contrast.shape == (32, 51)
     labels = train_loader.targets
     assert (labels[contrast[:, 0]] == batch["target"]).all()  # relax: a sample of the same class
     assert (labels[contrast[:, 1:]] != batch["target"].unsqueeze(1)).all()
@@ -130,6 +130,6 @@ def test_cuda_contrast_indices_need_no_host_sync():
     list(loader)  # the first pass makes the cached constants
     with no_host_syncs():
         batches = list(loader)
-    contrast = torch.cat([b["contrast_index"] for b in batches])
+    contrast = torch.cat([b["contrastive_index"] for b in batches])
     assert contrast.is_cuda and contrast.shape == (5000, 4097)  # every sample once (no batch of one to drop)
     assert (labels[contrast[:, 1:]] != labels[contrast[:, :1]]).all()

@@ -38,14 +38,14 @@ def cfg_for(method, *opts):
 
 
 def batch(size=6, seed=3):
-    """A batch as the CRD data variant yields it: index, and contrast_index = [index, negatives].
+    """A batch as the CRD data variant yields it: index, and contrastive_index = [index, negatives].
     Negatives come from samples outside the batch, like CRD's other-class negatives."""
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(NUM_DATA, generator=g)
     index, others = order[:size], order[size:]
     negatives = others[torch.randint(0, len(others), (size, 16), generator=g)]
     return {"image": torch.randn(size, 3, 32, 32, generator=g), "target": torch.randint(0, 100, (size,), generator=g),
-            "index": index, "contrast_index": torch.cat([index[:, None], negatives], dim=1)}
+            "index": index, "contrastive_index": torch.cat([index[:, None], negatives], dim=1)}
 
 
 def build(method, teacher, *opts, model=None):
@@ -178,7 +178,7 @@ def test_crd_needs_indices_in_the_batch(teacher):
     distiller = build("CRD", teacher).train()
     assert distiller.needs_index
     data = batch()
-    with pytest.raises(ConfigError, match="CRD needs index and contrast_index.*SOLVER.TRAINER"):
+    with pytest.raises(ConfigError, match="CRD needs index and contrastive_index.*SOLVER.TRAINER"):
         distiller(image=data["image"], target=data["target"])
 
 
@@ -241,3 +241,17 @@ def test_every_method_has_an_mdistiller_style_config():
         assert (cfg.SOLVER.LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.EPOCHS) == (0.05, 0.0005, 240)
     assert load_cfg(CONFIGS / "reviewkd.yaml").REVIEWKD.REVIEWKD_WEIGHT == 5.0
     assert load_cfg(CONFIGS / "crd.yaml").SOLVER.TRAINER == "crd"
+
+
+def test_crd_takes_mdistiller_style_tuple_batches(teacher):
+    """mdistiller's CRD loaders yield (image, target, index, contrastive_index) tuples and its
+    trainer passes `contrastive_index=`: the same name reaches our CRD."""
+    from mdistiller.engine.trainer import as_batch_dict
+
+    distiller = build("CRD", teacher).train()
+    data = batch()
+    n = data["target"].shape[0]
+    contrastive = torch.stack([torch.randperm(distiller.contrast.num_data)[:8] for _ in range(n)])
+    tuple_batch = (data["image"], data["target"], torch.arange(n), contrastive)
+    preds, losses = distiller(**as_batch_dict(tuple_batch), epoch=1)
+    assert preds.shape[0] == n and torch.isfinite(sum(v.sum() for v in losses.values()))

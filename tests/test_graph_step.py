@@ -204,7 +204,7 @@ def test_every_built_in_step_leaves_values_on_the_device(path):
     batch = {"image_weak": image, "image_strong": image} if cfg.SOLVER.TRAINER == "ours" else {"image": image}
     if needs_index(cfg):
         batch["index"] = torch.empty(8, dtype=torch.long, device="meta")
-        batch["contrast_index"] = torch.empty(8, cfg.CRD.NCE.K + 1, dtype=torch.long, device="meta")
+        batch["contrastive_index"] = torch.empty(8, cfg.CRD.NCE.K + 1, dtype=torch.long, device="meta")
     preds, losses = distiller(**batch, target=torch.empty(8, dtype=torch.long, device="meta"), epoch=200)
     total_loss(losses).backward()
     assert preds.shape == (8, 100)

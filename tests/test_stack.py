@@ -38,7 +38,7 @@ def two_view_batch(size=4):
     return {"image_weak": torch.randn(size, 3, 32, 32, generator=g),
             "image_strong": torch.randn(size, 3, 32, 32, generator=g),
             "target": torch.randint(0, 100, (size,), generator=g), "index": index,
-            "contrast_index": torch.cat([index[:, None], torch.randint(size, NUM_DATA, (size, 8), generator=g)], 1)}
+            "contrastive_index": torch.cat([index[:, None], torch.randint(size, NUM_DATA, (size, 8), generator=g)], 1)}
 
 
 def count_forwards(distiller):

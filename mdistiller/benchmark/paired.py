@@ -363,7 +363,8 @@ def format_speed(result):
     for row in result["runs"]:
         paired = "stopped" if row["paired_best_top1"] is None else f"{row['paired_best_top1']:.2f}"
         lines.append(f"{row['method']:<12} {row['solo_s']:>8.1f} {row['solo_teacher_s']:>10.1f} "
-                     f"{row['solo_best_top1']:>11.2f} {paired:>13}  " + ("identical" if row["same_weights"] else "differ"))
+                     f"{row['solo_best_top1']:>11.2f} {paired:>13}  "
+                     + ("identical" if row["same_weights"] else "differ"))
     lines += ["-" * 71, f"{len(result['runs'])} solo runs: {result['solo_total_s']:.1f} s (teacher "
               f"{result['solo_teacher_s']:.1f} s) | paired group: {result['paired_s']:.1f} s (teacher "
               f"{result['paired_teacher_s']:.1f} s)",

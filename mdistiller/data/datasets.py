@@ -2,7 +2,7 @@
 
 A *source* knows how many images there are, their labels, and how to get image i (a uint8
 array held in memory, or a PIL image read from disk). Train datasets yield dicts
-(`image` or `image_weak`/`image_strong`, `target`, `index`, optionally CRD's `contrast_index`);
+(`image` or `image_weak`/`image_strong`, `target`, `index`, optionally CRD's `contrastive_index`);
 test datasets yield `(image, target)` tuples, as in mdistiller.
 """
 import os
@@ -111,7 +111,7 @@ class ContrastSampler:
 
 
 class TrainDataset(Dataset):
-    """Yields {image | image_weak, image_strong, target, index[, contrast_index]}."""
+    """Yields {image | image_weak, image_strong, target, index[, contrastive_index]}."""
 
     VIEW_KEYS = {1: ("image",), 2: ("image_weak", "image_strong")}
 
@@ -128,7 +128,7 @@ class TrainDataset(Dataset):
         item["target"] = int(self.source.labels[index])
         item["index"] = index
         if self.contrast is not None:
-            item["contrast_index"] = self.contrast.sample(index)
+            item["contrastive_index"] = self.contrast.sample(index)
         return item
 
 

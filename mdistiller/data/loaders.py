@@ -58,7 +58,7 @@ def build_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=Non
     """(train_loader, test_loader, num_data, num_classes).
 
     views: 1 (batches carry "image") or 2 ("image_weak" + "image_strong"); see `select_views`.
-    with_index: CRD's variant, adding "contrast_index" ([positive, CRD.NCE.K negatives], CRD.MODE).
+    with_index: CRD's variant, adding "contrastive_index" ([positive, CRD.NCE.K negatives], CRD.MODE).
     Every train batch also carries "target" and "index" (position in the training set); test
     batches are (image, target). With world_size > 1 each rank gets a DistributedSampler shard
     of SOLVER.BATCH_SIZE / world_size samples per step (call `train_loader.sampler.set_epoch`

@@ -44,8 +44,8 @@ class ContrastMemory(nn.Module):
     def num_data(self):
         return self.memory_s.shape[0]
 
-    def scores(self, memory, embedding, contrast_index, side):
-        rows = memory[contrast_index].detach()  # (B, K + 1, dim); column 0: the sample itself
+    def scores(self, memory, embedding, contrastive_index, side):
+        rows = memory[contrastive_index].detach()  # (B, K + 1, dim); column 0: the sample itself
         out = torch.exp(torch.bmm(rows, embedding.unsqueeze(2)).squeeze(2) / self.temperature)
         # Z is set on the first call (z < 0) and kept after; decided on the device, as an `if` on
         # z would make the host wait for the GPU every step.
@@ -53,10 +53,10 @@ class ContrastMemory(nn.Module):
         self.z[side] = torch.where(z < 0, out.detach().mean() * self.num_data, z)
         return out / self.z[side].clone()  # a copy: the other side's first call writes into z
 
-    def forward(self, v_s, v_t, index, contrast_index):
+    def forward(self, v_s, v_t, index, contrastive_index):
         """Scores of the student embedding against the teacher bank and vice versa, then the update."""
-        out_s = self.scores(self.memory_t, v_s, contrast_index, 0)
-        out_t = self.scores(self.memory_s, v_t, contrast_index, 1)
+        out_s = self.scores(self.memory_t, v_s, contrastive_index, 0)
+        out_t = self.scores(self.memory_s, v_t, contrastive_index, 1)
         with torch.no_grad():
             self.memory_s[index] = memory_update(self.memory_s[index], v_s.detach(), self.momentum)
             self.memory_t[index] = memory_update(self.memory_t[index], v_t.detach(), self.momentum)
@@ -68,7 +68,7 @@ class CRD(FeatureDistiller):
     """Contrasts the pooled features' embeddings: a student embedding should score high with its
     own sample's teacher embedding and low with K other samples' (from the memory bank).
 
-    Needs the data pipeline's CRD variant: each batch carries `index` (B,) and `contrast_index`
+    Needs the data pipeline's CRD variant: each batch carries `index` (B,) and `contrastive_index`
     (B, K + 1) whose column 0 is the sample's own index (SOLVER.TRAINER "crd"). Constructor:
     `CRD(student, teacher, cfg, num_data)` as in mdistiller (num_data = training-set size)."""
 
@@ -99,11 +99,11 @@ class CRD(FeatureDistiller):
         if not 0 <= cfg.CRD.NCE.MOMENTUM < 1:
             raise ConfigError(f"config key CRD.NCE.MOMENTUM is {cfg.CRD.NCE.MOMENTUM}; it must be in [0, 1), e.g. 0.5")
 
-    def feature_loss(self, feats_s, feats_t, index=None, contrast_index=None, **kwargs):
-        if index is None or contrast_index is None:
-            raise ConfigError("CRD needs index and contrast_index in every batch; set SOLVER.TRAINER to crd")
+    def feature_loss(self, feats_s, feats_t, index=None, contrastive_index=None, **kwargs):
+        if index is None or contrastive_index is None:
+            raise ConfigError("CRD needs index and contrastive_index in every batch; set SOLVER.TRAINER to crd")
         v_s = self.embed_s(feats_s["pooled_feat"])
         v_t = self.embed_t(feats_t["pooled_feat"])
-        out_s, out_t = self.contrast(v_s, v_t, index, contrast_index)
+        out_s, out_t = self.contrast(v_s, v_t, index, contrastive_index)
         num_data = self.contrast.num_data
         return crd_nce_loss(out_s, num_data) + crd_nce_loss(out_t, num_data)

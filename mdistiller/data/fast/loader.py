@@ -9,8 +9,9 @@ block and are normalised batch by batch as they are handed out.
 
 Reproducibility: the permutation is seeded from (SEED, epoch), the same on every rank; block k's
 augmentations from (SEED, epoch, rank, k), and CRD's contrastive indices (drawn batch by batch
-as the block is handed out, `contrast.py`) from (SEED, epoch, rank, k, CONTRAST_SALT). A run repeats exactly for the same seed, device
-type, world size and block size, whatever the number of workers.
+as the block is handed out, `contrast.py`) from (SEED, epoch, rank, k, CONTRAST_SALT). A run
+repeats exactly for the same seed, device type, world size and block size, whatever the number
+of workers.
 
 Workers: on the CPU, `num_workers` threads make the next blocks while the trainer consumes the
 current one (like the PIL DataLoader's worker processes; threads need no inter-process copies,
@@ -109,7 +110,7 @@ class FastTrainLoader:
         self.block_size = max(1, block // batch_size) * batch_size  # whole batches
         self.table = table or augment.OpTable()
         self.dtype, self.channels_last = dtype, channels_last
-        self.contrast = contrast  # a DeviceContrastSampler: batches also carry "contrast_index" (CRD)
+        self.contrast = contrast  # a DeviceContrastSampler: batches also carry "contrastive_index" (CRD)
         self.epoch = 0
         self.per_rank = math.ceil(len(targets) / world_size)
         # A last batch of one sample would make BatchNorm fail in training: drop only that case
@@ -173,7 +174,7 @@ class FastTrainLoader:
                 for key in VIEW_KEYS[self.views]:
                     batch[key] = ops.normalize(batch[key], self.mean, self.std, self.dtype, self.channels_last)
                 if generator is not None:
-                    batch["contrast_index"] = self.contrast.sample(batch["index"], batch["target"], generator)
+                    batch["contrastive_index"] = self.contrast.sample(batch["index"], batch["target"], generator)
             yield batch
 
     def make_block(self, rows, generator):
@@ -212,7 +213,7 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
     (default: from the DEVICE key). DATASET.TRAIN/TEST_SUBSET are honoured (same stratified
     subsets as the PIL loaders); each rank gets SOLVER.BATCH_SIZE / world_size samples per step
     and every world_size-th test sample from `rank` on.
-    `with_index`: batches also carry CRD's "contrast_index" ([positive, CRD.NCE.K negatives]).
+    `with_index`: batches also carry CRD's "contrastive_index" ([positive, CRD.NCE.K negatives]).
     """
     from ...engine.device import resolve_device
     from ..loaders import build_sources

@@ -113,11 +113,11 @@ def test_sgd_update_needs_momentum_buffers():
 
 
 # ---------------------------------------------------------------- training with a graphed step
-def sld_trainer(tmp_path, name, graphed):
+def sld_trainer(tmp_path, name, graphed, amp="none"):
     """Two epochs of SLD (GAMMA 1: the student swap starts in epoch 2) on 60 samples in batches of
     16, 16, 16 and 12; `graphed` puts a GraphedStep with the CPU stand-in in the run's place."""
     cfg = tiny_cfg(tmp_path, "EXPERIMENT.NAME", name, "DISTILLER.TYPE", "SLD", "SLD.GAMMA", 1,
-                   "SLD.TEMPERATURES", "[1.0, 2.0]", "SOLVER.TRAINER", "ours")
+                   "SLD.TEMPERATURES", "[1.0, 2.0]", "SOLVER.TRAINER", "ours", "SOLVER.AMP", amp)
     trainer = tiny_trainer(cfg, views=2, distiller_cls=SLD, loaders=tiny_loaders(cfg, views=2, n=60))
     run = trainer.runs[0]
     if graphed:
@@ -126,16 +126,17 @@ def sld_trainer(tmp_path, name, graphed):
     return trainer, run
 
 
-def test_graphed_training_equals_eager_training(tmp_path):
-    eager, eager_run = sld_trainer(tmp_path, "eager", graphed=False)
-    graphed, run = sld_trainer(tmp_path, "graphed", graphed=True)
+@pytest.mark.parametrize("amp, tol", [("none", dict(rtol=1e-5, atol=1e-6)), ("bf16", dict(rtol=1e-2, atol=1e-3))])
+def test_graphed_training_equals_eager_training(tmp_path, amp, tol):
+    eager, eager_run = sld_trainer(tmp_path, "eager", graphed=False, amp=amp)
+    graphed, run = sld_trainer(tmp_path, "graphed", graphed=True, amp=amp)
     eager.fit()
     graphed.fit()
     # epoch 1: warm-up (eager), capture + replay, replay, 12 samples (eager); epoch 2 captures anew
     assert run.graphed.counts == {"captured": 2, "replayed": 5, "eager": 3}
     assert run.graphed.graphs.warm_steps == 1
     for a, b in zip(eager_run.distiller.student.state_dict().values(), run.distiller.student.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, a, **tol)
     logs = [worklog_blocks(os.path.join(r.files.folder, "worklog.txt"))[0] for r in (eager_run, run)]
     for (_, _, mine), (_, _, theirs) in zip(*logs):
         assert mine.keys() == theirs.keys() and any(k.startswith("swap.") for k in mine)

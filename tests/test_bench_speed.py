@@ -1,4 +1,5 @@
 """tools/bench_speed.py: the reference step computes the same loss as ours, and the CLI runs."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -55,11 +56,18 @@ def test_cli_writes_json_and_rejects_bad_arguments(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
 
 
-def test_cuda_graph_needs_a_cuda_device():
+def test_cuda_graph_needs_a_cuda_device(capsys):
     cfg = load_cfg(None, SMALL)
     images, labels = synthetic_cifar(16, num_classes=10)
     with pytest.raises(ConfigError, match="^config key SOLVER.CUDA_GRAPH is True but the run is on cpu"):
         run_benchmark(cfg, images, labels, "cpu", batches=1, warmup=0, workers=0, cuda_graph=True)
+    # the tool says it in its own flags, before any data is read
+    spec = importlib.util.spec_from_file_location("bench_speed_cli", os.path.join(REPO, "tools", "bench_speed.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--synthetic", "16", "--device", "cpu", "--cuda-graph"] + SMALL) == 2
+    assert capsys.readouterr().err == ("error: --cuda-graph needs --device cuda (got cpu) and neither --amp fp16 "
+                                       "nor --compile\n")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

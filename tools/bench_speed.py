@@ -50,6 +50,8 @@ def main(argv=None):
             raise UserError("--batches must be >= 1 and --warmup/--workers/--synthetic/--subset >= 0")
         cfg = load_cfg(args.cfg, args.opts)
         device = resolve_device(args.device)
+        if args.cuda_graph and (device.type != "cuda" or args.amp == "fp16" or args.compile):
+            raise UserError(f"--cuda-graph needs --device cuda (got {device}) and neither --amp fp16 nor --compile")
         configure_backends(device)
         if args.synthetic:
             images, labels = synthetic_cifar(args.synthetic, seed=cfg.SEED)

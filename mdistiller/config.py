@@ -24,6 +24,7 @@ CFG.EXPERIMENT = CN()
 CFG.EXPERIMENT.PROJECT = "distill"  # output/<PROJECT>/...
 CFG.EXPERIMENT.NAME = ""  # run folder name; empty = use TAG
 CFG.EXPERIMENT.TAG = "default"  # run folder name when NAME is empty
+CFG.EXPERIMENT.LOGIT_STAND = False  # standardize student/teacher logits in every logit loss (Sun et al. 2024)
 
 # Dataset
 CFG.DATASET = CN()
@@ -93,6 +94,7 @@ CFG.SLD.GAMMA = 150  # student swap loss is added when epoch > GAMMA (epochs cou
 CFG.SLD.TEACHER_SWAP = True  # L_TS targets the swapped teacher logits; False = the raw teacher (plain KD)
 CFG.SLD.STUDENT_SWAP = True  # add L_SS (student's own swapped logits) after GAMMA; False = L_TS only
 CFG.SLD.DETACH_PSEUDO_TEACHER = False  # official: gradient flows through swap(z_s) too
+CFG.SLD.SWAP_MODE = "max"  # "max": official single exchange of target and top; "rotate": our variant
 
 # MLKD (Jin et al. 2023) (new node; MLKD itself uses KD.TEMPERATURE and KD.LOSS)
 CFG.MLKD = CN()
@@ -306,6 +308,7 @@ CHOICES = {
     "SOLVER.LR_SCHEDULER": ("step", "cosine"),
     "CRD.MODE": ("exact", "relax"),
     "DISTILLER.FEATURE_VIEWS": ("weak", "all"),
+    "SLD.SWAP_MODE": ("max", "rotate"),
 }
 
 

@@ -47,6 +47,12 @@ def check_bool(cfg, *keys):
             raise ConfigError(f"config key {key} is {value!r}; use true or false")
 
 
+def check_choice(cfg, key, choices):
+    value = cfg_value(cfg, key)
+    if value not in choices:
+        raise ConfigError(f"config key {key} is {value!r}; choose one of {', '.join(choices)}")
+
+
 def check_temperatures(cfg, key, example="[1, 2, 3, 4, 5, 6]"):
     value = cfg_value(cfg, key)
     if not isinstance(value, (list, tuple)) or len(value) == 0:

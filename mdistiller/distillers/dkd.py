@@ -2,12 +2,14 @@
 
 `CE_WEIGHT * CE + min(epoch / WARMUP, 1) * (ALPHA * TCKD + BETA * NCKD)` at temperature `T`.
 Like KD it takes one view, and uses only the weak view of a two-view batch.
+`EXPERIMENT.LOGIT_STAND` standardizes both logits first (logit_stand.py).
 """
 import torch.nn.functional as F
 
 from .base import Distiller
 from .cfg_checks import check_non_negative, check_positive
 from .kd import WeakViewOnly
+from .logit_stand import logit_transform
 from .losses import dkd_terms
 from .registry import register
 
@@ -24,6 +26,7 @@ class DKD(WeakViewOnly, Distiller):
         self.beta = cfg.DKD.BETA
         self.temperature = float(cfg.DKD.T)
         self.warmup = cfg.DKD.WARMUP
+        self.transform = logit_transform(cfg)
 
     @classmethod
     def check_cfg(cls, cfg):
@@ -33,7 +36,8 @@ class DKD(WeakViewOnly, Distiller):
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         logits_student, logits_teacher = student_outs[0][0], teacher_outs[0][0]
-        tckd, nckd = dkd_terms(logits_student, logits_teacher, target, self.temperature)
+        tckd, nckd = dkd_terms(self.transform(logits_student), self.transform(logits_teacher), target,
+                               self.temperature)
         warmup = min(epoch / self.warmup, 1.0)
         return logits_student, {
             "loss_ce": self.ce_loss_weight * F.cross_entropy(logits_student, target),

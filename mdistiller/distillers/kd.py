@@ -2,12 +2,14 @@
 
 `CE_WEIGHT * CE(s, y) + KD_WEIGHT * KL(softmax(t/T) || softmax(s/T)) * T^2` (config node `KD`).
 This is the true vanilla KD; the SLD authors' file named KD swaps the teacher first — that
-variant is `KD_SWAP` here (see swap.py).
+variant is `KD_SWAP` here (see swap.py). `EXPERIMENT.LOGIT_STAND` standardizes both logits
+first (logit_stand.py).
 """
 import torch.nn.functional as F
 
 from .base import Distiller
 from .cfg_checks import check_non_negative, check_positive
+from .logit_stand import logit_transform
 from .losses import kd_loss
 from .registry import register
 
@@ -37,6 +39,7 @@ class KD(WeakViewOnly, Distiller):
         self.temperature = float(cfg.KD.TEMPERATURE)
         self.ce_loss_weight = cfg.KD.LOSS.CE_WEIGHT
         self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT
+        self.transform = logit_transform(cfg)
 
     @classmethod
     def check_cfg(cls, cfg):
@@ -45,7 +48,8 @@ class KD(WeakViewOnly, Distiller):
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         logits_student, logits_teacher = student_outs[0][0], teacher_outs[0][0]
+        kd = kd_loss(self.transform(logits_student), self.transform(logits_teacher), self.temperature)
         return logits_student, {
             "loss_ce": self.ce_loss_weight * F.cross_entropy(logits_student, target),
-            "loss_kd": self.kd_loss_weight * kd_loss(logits_student, logits_teacher, self.temperature),
+            "loss_kd": self.kd_loss_weight * kd,
         }

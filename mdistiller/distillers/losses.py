@@ -75,21 +75,56 @@ def _reduce_batch(per_sample, sample_weights, reduction):
     raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
-def swap_logits(logits, target):
-    """SLD's swap: where the argmax class `n` is not the target `t`, exchange the values at t and n.
+SWAP_MODES = ("max", "rotate")
+
+
+def swap_logits(logits, target, mode="max"):
+    """SLD's swap: where the argmax class `n` is not the target `t`, give `t` the top value.
 
     logits: (..., B, C); target: (B,) (broadcast over leading dims). Returns a new tensor of the
-    same shape; rows already predicting `t` are unchanged. Ties: if the target holds the maximum
-    value, exchanging it with another maximal entry changes no value, so the result equals the
-    input whichever maximal index `argmax` reports. Gradients follow the moved values (d out[n] /
-    d in[t] = 1), exactly as the authors' in-place index swap; no detaching happens here.
+    same shape; rows already predicting `t` are unchanged. Only values move between classes (each
+    row is permuted), so the row's mean and standard deviation stay as they were.
+      mode "max" (the official swap): exchange the values at t and n.
+      mode "rotate" (our variant, not the paper's): t takes the top value and every class that
+        was ranked above t moves down one rank, keeping the order of all the non-target classes;
+        with t ranked second both modes agree.
+    Ties: if the target holds the maximum value, exchanging it with another maximal entry changes
+    no value, so the result equals the input whichever maximal index `argmax` reports. Gradients
+    follow the moved values (d out[n] / d in[t] = 1), exactly as the authors' in-place index
+    swap; no detaching happens here.
     """
+    if mode not in SWAP_MODES:
+        raise ValueError(f"swap mode must be one of {SWAP_MODES}, got {mode!r}")
     target = target.expand(logits.shape[:-1]).unsqueeze(-1)
+    source = (_max_swap_sources if mode == "max" else _rotate_sources)(logits, target)
+    return logits.gather(-1, source)
+
+
+def _max_swap_sources(logits, target):
+    """Each class's source column: column n reads t, column t reads n, the others themselves."""
     top = logits.argmax(dim=-1, keepdim=True)
     column = torch.arange(logits.shape[-1], device=logits.device)
-    # Read each entry from its swap partner: column n reads t, column t reads n, others themselves.
-    source = torch.where(column == top, target, torch.where(column == target, top, column))
-    return logits.gather(-1, source)
+    return torch.where(column == top, target, torch.where(column == target, top, column))
+
+
+def _rotate_sources(logits, target):
+    """Source columns of the rotation, computed on the device (no host read, graph-capturable):
+    in rank order, rank k < r (t's rank) reads rank k + 1's class, rank r reads rank 0's."""
+    order = logits.sort(dim=-1, descending=True, stable=True).indices  # classes by rank
+    rank = torch.arange(logits.shape[-1], device=logits.device)
+    target_rank = (order == target).int().argmax(dim=-1, keepdim=True)
+    from_rank = torch.where(rank < target_rank, rank + 1, torch.where(rank == target_rank, 0, rank))
+    return torch.empty_like(order).scatter_(-1, order, order.gather(-1, from_rank))
+
+
+def standardize_logits(logits, eps=1e-7):
+    """Logit standardization (Sun et al., CVPR 2024): `(z - mean(z)) / (eps + std(z))` over the
+    classes of each row, with the unbiased std (torch's default), as the authors' code. Applied
+    to the student's and the teacher's logits before the temperature. Any permutation of a row
+    (the SLD swap) leaves mean and std unchanged, so swapping and standardizing commute.
+    Half-precision logits are standardized in float32 (see the module docstring)."""
+    z = _full_precision(logits)
+    return (z - z.mean(dim=-1, keepdim=True)) / (eps + z.std(dim=-1, keepdim=True))
 
 
 def kd_loss(logits_student, logits_teacher, temperature, reduction="mean", sample_weights=None):
@@ -183,3 +218,4 @@ def confidence_masks(logits_teacher):
     confidence = p.max(dim=-1).values
     class_mass = p.sum(dim=0)
     return confidence <= confidence.quantile(0.5), class_mass <= class_mass.quantile(0.5)
+

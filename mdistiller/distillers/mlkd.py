@@ -19,11 +19,15 @@ Corrected variant (`MLKD.FAITHFUL: False`): masks weight each sample (kd, bc) or
 (cc) before averaging, with the same normalisation (all-ones masks give the unmasked loss);
 the strong kd sum uses the strong logits at every temperature; strong cc (unmasked, like the
 strong kd) and strong bc (sample-masked, like the official strong bc) are added.
+
+`EXPERIMENT.LOGIT_STAND` standardizes the logits of the kd terms only, as the LS authors' MLKD:
+the cc/bc terms and the masks keep the raw logits (logit_stand.py).
 """
 import torch.nn.functional as F
 
 from .base import Distiller
 from .cfg_checks import check_bool, check_non_negative, check_positive
+from .logit_stand import logit_transform
 from .losses import batch_correlation_loss, class_correlation_loss, confidence_masks, kd_loss
 from .registry import register
 
@@ -44,6 +48,7 @@ class MLKD(Distiller):
         self.ce_loss_weight = cfg.KD.LOSS.CE_WEIGHT
         self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT
         self.faithful = cfg.MLKD.FAITHFUL
+        self.transform = logit_transform(cfg)
 
     @classmethod
     def check_cfg(cls, cfg):
@@ -62,10 +67,14 @@ class MLKD(Distiller):
         losses.update({name: self.kd_loss_weight * value for name, value in terms.items()})
         return s_weak, losses
 
+    def _kd(self, s, t, temperatures, **kwargs):
+        """The instance-level term, the only one logit standardization applies to."""
+        return kd_loss(self.transform(s), self.transform(t), temperatures, **kwargs)
+
     def _official_terms(self, s_weak, s_strong, t_weak, t_strong, sample_mask, class_mask):
         Ts = self.temperatures
-        kd_weak = kd_loss(s_weak, t_weak, Ts)  # (K,)
-        kd_strong = kd_loss(s_strong, t_strong, Ts[:OFFICIAL_STRONG_KD_TERMS])
+        kd_weak = self._kd(s_weak, t_weak, Ts)  # (K,)
+        kd_strong = self._kd(s_strong, t_strong, Ts[:OFFICIAL_STRONG_KD_TERMS])
         sample_fraction = sample_mask.to(kd_weak.dtype).mean()
         class_fraction = class_mask.to(kd_weak.dtype).mean()
         return {
@@ -80,8 +89,8 @@ class MLKD(Distiller):
         sample_w = sample_mask.to(s_weak.dtype)
         class_w = class_mask.to(s_weak.dtype)
         return {
-            "loss_kd": kd_loss(s_weak, t_weak, Ts, sample_weights=sample_w).sum()
-                       + kd_loss(s_strong, t_strong, Ts).sum(),
+            "loss_kd": self._kd(s_weak, t_weak, Ts, sample_weights=sample_w).sum()
+                       + self._kd(s_strong, t_strong, Ts).sum(),
             "loss_cc": class_correlation_loss(s_weak, t_weak, Ts, class_weights=class_w).sum()
                        + class_correlation_loss(s_strong, t_strong, Ts).sum(),
             "loss_bc": batch_correlation_loss(s_weak, t_weak, Ts, sample_weights=sample_w).sum()

@@ -11,6 +11,13 @@ Ablation switches (the paper's table): `SLD.STUDENT_SWAP: False` = L_TS only; `S
 both terms without scheduling; defaults = full SLD. `SLD.TEACHER_SWAP: False` distils towards
 the raw teacher logits instead (multi-temperature KD), to isolate the swap itself.
 
+Variants (our options, not the paper's): `EXPERIMENT.LOGIT_STAND: True` standardizes student and
+teacher logits before the swaps (logit_stand.py; swap and standardization commute).
+`SLD.SWAP_MODE: rotate` replaces the single exchange of the target and the top logit by a
+rotation: the target takes the top value and every class above it moves down one rank, so
+the order of the non-target classes is kept (`losses.swap_logits`); it applies to the teacher
+and the student swaps; the swap statistics keep describing the official swap.
+
 Loss terms: "loss_ce", "loss_ts", "loss_ss" (zero until epoch > GAMMA; absent when
 STUDENT_SWAP is off). The prediction returned for train accuracy is the weak-view student's.
 
@@ -23,8 +30,9 @@ import torch.nn.functional as F
 
 from ..analysis.swap_stats import swap_statistics, teacher_statistics
 from .base import Distiller
-from .cfg_checks import check_bool, check_int, check_non_negative, check_temperatures
-from .losses import kd_loss, swap_logits
+from .cfg_checks import check_bool, check_choice, check_int, check_non_negative, check_temperatures
+from .logit_stand import logit_transform
+from .losses import SWAP_MODES, kd_loss, swap_logits
 from .registry import register
 
 
@@ -44,6 +52,8 @@ class SLD(Distiller):
         self.detach_pseudo_teacher = cfg.SLD.DETACH_PSEUDO_TEACHER
         self.ce_loss_weight = cfg.KD.LOSS.CE_WEIGHT
         self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT
+        self.swap_mode = cfg.SLD.SWAP_MODE
+        self.transform = logit_transform(cfg)
 
     @classmethod
     def check_cfg(cls, cfg):
@@ -51,17 +61,19 @@ class SLD(Distiller):
         check_int(cfg, "SLD.GAMMA", 0, "the student swap loss starts after this epoch")
         check_bool(cfg, "SLD.TEACHER_SWAP", "SLD.STUDENT_SWAP", "SLD.DETACH_PSEUDO_TEACHER")
         check_non_negative(cfg, "KD.LOSS.CE_WEIGHT", "KD.LOSS.KD_WEIGHT")
+        check_choice(cfg, "SLD.SWAP_MODE", SWAP_MODES)
 
     def student_term_active(self, epoch):
         """Loss scheduling: L_SS joins strictly after epoch GAMMA (epochs count from 1)."""
         return self.student_swap and epoch > self.gamma
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
-        student = torch.stack([logits for logits, _ in student_outs])  # (V, B, C)
-        teacher = torch.stack([logits for logits, _ in teacher_outs])
-        targets = [swap_logits(teacher, target) if self.teacher_swap else teacher]
+        raw_student = torch.stack([logits for logits, _ in student_outs])  # (V, B, C)
+        raw_teacher = torch.stack([logits for logits, _ in teacher_outs])
+        student, teacher = self.transform(raw_student), self.transform(raw_teacher)
+        targets = [swap_logits(teacher, target, self.swap_mode) if self.teacher_swap else teacher]
         if self.student_term_active(epoch):
-            pseudo_teacher = swap_logits(student, target)
+            pseudo_teacher = swap_logits(student, target, self.swap_mode)
             targets.append(pseudo_teacher.detach() if self.detach_pseudo_teacher else pseudo_teacher)
         # Every (temperature, target, view) KL in one call: (K, 1, V, B, C) vs (K, n, V, B, C).
         kl = kd_loss(student.unsqueeze(0), torch.stack(targets), self.temperatures)  # (K, n, V)
@@ -70,8 +82,8 @@ class SLD(Distiller):
             "loss_ce": self.ce_loss_weight * sum(F.cross_entropy(logits, target) for logits, _ in student_outs),
             "loss_ts": per_target[0],
         }
-        self.last_stats = teacher_statistics(teacher, target)  # side channel: analysis/stat_sums.py
+        self.last_stats = teacher_statistics(raw_teacher, target)  # side channel: analysis/stat_sums.py
         if self.student_swap:
-            self.last_stats.update(swap_statistics(student, target, "student"))
+            self.last_stats.update(swap_statistics(raw_student, target, "student"))
             losses["loss_ss"] = per_target[1] if len(targets) > 1 else per_target.new_zeros(())
         return student_outs[0][0], losses

@@ -4,27 +4,34 @@
 every view (`losses.swap_logits`: target and argmax exchange places where the teacher is wrong)
 before that distiller's losses see them. The registered variants serve ablations, e.g. KD_SWAP
 is the SLD authors' "KD" (swapped KD), DKD_SWAP decouples the swapped teacher instead.
-Like SLD, they report the teacher's swap statistics (`analysis/swap_stats.py`) every step.
+Like SLD, they report the teacher's swap statistics (`analysis/swap_stats.py`) every step, and
+swap as `SLD.SWAP_MODE` says ("max", the official exchange, or our "rotate").
 """
 from ..analysis.swap_stats import teacher_statistics
 from .dkd import DKD
 from .kd import KD
-from .losses import swap_logits
+from .cfg_checks import check_choice
+from .losses import SWAP_MODES, swap_logits
 from .mlkd import MLKD
 from .registry import register
 
 
-def swap_teacher_outputs(teacher_outs, target):
+def swap_teacher_outputs(teacher_outs, target, mode="max"):
     """[(logits, feats), ...] per view -> the same with swapped logits (features untouched)."""
-    return [(swap_logits(logits, target), feats) for logits, feats in teacher_outs]
+    return [(swap_logits(logits, target, mode), feats) for logits, feats in teacher_outs]
 
 
 class SwappedTeacher:
     """Mixin: the parent distiller learns from the swapped teacher logits."""
 
+    def __init__(self, student, teacher, cfg, *args):
+        super().__init__(student, teacher, cfg, *args)
+        check_choice(cfg, "SLD.SWAP_MODE", SWAP_MODES)
+        self.swap_mode = cfg.SLD.SWAP_MODE
+
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         self.last_stats = teacher_statistics([logits for logits, _ in teacher_outs], target)
-        return super().distill(student_outs, swap_teacher_outputs(teacher_outs, target), target,
+        return super().distill(student_outs, swap_teacher_outputs(teacher_outs, target, self.swap_mode), target,
                                epoch=epoch, **kwargs)
 
 

@@ -203,6 +203,13 @@ CFG.DKD.BETA = 8.0  # NCKD weight
 CFG.DKD.T = 4.0  # temperature
 CFG.DKD.WARMUP = 20  # epochs of linear warm-up of the distillation terms
 
+# DIST (Huang et al. 2022) (new node): tau^2 * (BETA * inter + GAMMA * intra) + CE_WEIGHT * CE
+CFG.DIST = CN()
+CFG.DIST.CE_WEIGHT = 1.0  # cross-entropy weight
+CFG.DIST.BETA = 2.0  # inter-class relation weight (the authors' CIFAR setting)
+CFG.DIST.GAMMA = 2.0  # intra-class relation weight
+CFG.DIST.TAU = 4.0  # softmax temperature
+
 
 def get_cfg_defaults():
     """A fresh, mutable copy of the default tree."""

@@ -9,6 +9,7 @@ from .dkd import DKD
 from .mlkd import MLKD  # also KD_ours
 from .sld import SLD
 from .swap import DKDSwap, KDSwap, MLKDSwap, SwappedTeacher
+from .dist import DIST
 # Feature distillers (mdistiller's names) and stacking.
 from .fitnet import FitNet  # FITNET
 from .at import AT

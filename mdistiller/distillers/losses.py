@@ -219,3 +219,25 @@ def confidence_masks(logits_teacher):
     class_mass = p.sum(dim=0)
     return confidence <= confidence.quantile(0.5), class_mass <= class_mass.quantile(0.5)
 
+
+def _pearson(a, b, dim, eps=1e-8):
+    """Pearson correlation of a and b along `dim`, as the DIST authors compute it: the cosine
+    similarity of the centred vectors with `eps` added to the product of their norms."""
+    a = a - a.mean(dim=dim, keepdim=True)
+    b = b - b.mean(dim=dim, keepdim=True)
+    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+
+
+def dist_terms(logits_student, logits_teacher, temperature):
+    """DIST (Huang et al., NeurIPS 2022): returns `(inter, intra)`, each times T^2, where with
+    P = softmax(z / T) (B x C):
+      inter = 1 - mean over samples of pearson(P_s[i, :], P_t[i, :])   (relation across classes)
+      intra = 1 - mean over classes of pearson(P_s[:, c], P_t[:, c])   (relation across samples)
+    Shapes: (..., B, C) broadcastable logits -> (...) each. A perfectly correlated pair gives 0.
+    """
+    s, t = _full_precision(logits_student), _full_precision(logits_teacher)
+    p_s, p_t = F.softmax(s / temperature, dim=-1), F.softmax(t / temperature, dim=-1)
+    scale = temperature * temperature
+    inter = 1 - _pearson(p_s, p_t, dim=-1).mean(-1)
+    intra = 1 - _pearson(p_s, p_t, dim=-2).mean(-1)
+    return scale * inter, scale * intra

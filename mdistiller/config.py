@@ -300,10 +300,25 @@ def load_cfg(path=None, opts=None, freeze=True):
     if path:
         merge_file(cfg, path)
     merge_opts(cfg, opts)
+    _resolve_aliases(cfg)
     validate_cfg(cfg)
     if freeze:
         cfg.freeze()
     return cfg
+
+
+# Values that other mdistiller forks write for one of ours (the LS repository's configs name the
+# two-view trainer "aug").
+ALIASES = {"SOLVER.TRAINER": {"aug": "ours"}}
+
+
+def _resolve_aliases(cfg):
+    for key, names in ALIASES.items():
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        node[leaf] = names.get(node[leaf], node[leaf])
 
 
 CHOICES = {

@@ -133,7 +133,8 @@ def labels_from_config(config):
     d = config.get("DISTILLER")
     if not isinstance(d, dict) or "TYPE" not in d:
         return None
-    method = method_label(d["TYPE"], d.get("STACK") or [])
+    logit_stand = (config.get("EXPERIMENT") or {}).get("LOGIT_STAND", False)
+    method = method_label(d["TYPE"], d.get("STACK") or [], logit_stand)
     return method, pair_label(d.get("TEACHER"), d.get("STUDENT")), config.get("SEED")
 
 

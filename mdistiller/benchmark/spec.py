@@ -105,11 +105,12 @@ def slug(text):
     return re.sub(r"[^A-Za-z0-9._+]+", "-", str(text)).strip("-") or "x"
 
 
-def method_label(distiller, stack=()):
-    """Row label of a DISTILLER.TYPE (+ STACK): "KD", "SLD+REVIEWKD"; NONE is "Vanilla"."""
+def method_label(distiller, stack=(), logit_stand=False):
+    """Row label of a DISTILLER.TYPE (+ STACK): "KD", "SLD+REVIEWKD"; NONE is "Vanilla"; with
+    EXPERIMENT.LOGIT_STAND an "_LS" suffix, as the config tree's folders: "KD_LS"."""
     if distiller == "NONE" and not stack:
         return "Vanilla"
-    return "+".join([distiller, *stack])
+    return "+".join([distiller, *stack]) + ("_LS" if logit_stand else "")
 
 
 def pair_label(teacher, student):
@@ -119,7 +120,7 @@ def pair_label(teacher, student):
 def cfg_labels(cfg):
     """(row, column) labels of a config."""
     d = cfg.DISTILLER
-    return method_label(d.TYPE, d.STACK), pair_label(d.TEACHER, d.STUDENT)
+    return method_label(d.TYPE, d.STACK, cfg.EXPERIMENT.LOGIT_STAND), pair_label(d.TEACHER, d.STUDENT)
 
 
 # ---------------------------------------------------------------- building a Matrix

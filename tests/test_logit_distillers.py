@@ -13,7 +13,7 @@ from mdistiller.distillers.losses import (batch_correlation_loss, class_correlat
                                           confidence_masks, kd_loss, swap_logits)
 from mdistiller.errors import ConfigError
 
-LOGIT_DISTILLERS = ["KD", "DKD", "MLKD", "KD_ours", "SLD", "KD_SWAP", "DKD_SWAP", "MLKD_SWAP"]
+LOGIT_DISTILLERS = ["KD", "DKD", "MLKD", "KD_ours", "SLD", "KD_SWAP", "DKD_SWAP", "MLKD_SWAP", "DIST"]
 
 
 class TinyNet(nn.Module):
@@ -398,7 +398,7 @@ def real_models():
 
 
 @pytest.mark.parametrize("name,epoch", [("NONE", 1), ("KD", 1), ("DKD", 20), ("MLKD", 1), ("SLD", 200),
-                                        ("KD_SWAP", 1)])
+                                        ("KD_SWAP", 1), ("DIST", 1)])
 def test_trains_a_few_steps_with_real_models(real_models, name, epoch):
     import copy
     student, teacher = (copy.deepcopy(m) for m in real_models)

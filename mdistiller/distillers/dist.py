@@ -24,10 +24,9 @@ class DIST(WeakViewOnly, Distiller):
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         self.check_cfg(cfg)
-        self.ce_loss_weight = cfg.DIST.CE_WEIGHT
-        self.beta = cfg.DIST.BETA
-        self.gamma = cfg.DIST.GAMMA
-        self.temperature = float(cfg.DIST.TAU)
+        node = cfg.DIST
+        self.ce_loss_weight, self.beta, self.gamma = node.CE_WEIGHT, node.BETA, node.GAMMA
+        self.temperature = float(node.TAU)
         self.transform = logit_transform(cfg)
 
     @classmethod

@@ -87,7 +87,8 @@ def test_unknown_mode_is_refused():
     with pytest.raises(ConfigError, match=r"^config key SLD.SWAP_MODE is 'twice'; choose one of max, rotate$"):
         load_cfg(None, ["SLD.SWAP_MODE", "twice"])
     from test_logit_distillers import cfg_with
-    with pytest.raises(ConfigError, match=r"SLD.SWAP_MODE is 'all'"):
-        check_distiller_cfg(cfg_with(DISTILLER__TYPE="SLD", SLD__SWAP_MODE="all"))
+    for name in ("SLD", "KD_SWAP", "MLKD_SWAP"):  # before any model is built
+        with pytest.raises(ConfigError, match=r"SLD.SWAP_MODE is 'all'"):
+            check_distiller_cfg(cfg_with(DISTILLER__TYPE=name, SLD__SWAP_MODE="all"))
     with pytest.raises(ValueError, match="swap mode"):
         swap_logits(ROWS, TARGET, "all")

@@ -25,9 +25,13 @@ class SwappedTeacher:
     """Mixin: the parent distiller learns from the swapped teacher logits."""
 
     def __init__(self, student, teacher, cfg, *args):
-        super().__init__(student, teacher, cfg, *args)
-        check_choice(cfg, "SLD.SWAP_MODE", SWAP_MODES)
+        super().__init__(student, teacher, cfg, *args)  # runs check_cfg below
         self.swap_mode = cfg.SLD.SWAP_MODE
+
+    @classmethod
+    def check_cfg(cls, cfg):
+        super().check_cfg(cfg)
+        check_choice(cfg, "SLD.SWAP_MODE", SWAP_MODES)
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         self.last_stats = teacher_statistics([logits for logits, _ in teacher_outs], target)

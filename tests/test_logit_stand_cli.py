@@ -39,7 +39,8 @@ def test_ls_kd_config_trains_one_epoch_with_the_flags(folder_data, tmp_path, tea
                       "--kd-weight", "9")
     assert code == 0
     assert saved["EXPERIMENT"]["LOGIT_STAND"] is True
-    assert (saved["KD"]["TEMPERATURE"], saved["KD"]["LOSS"]["KD_WEIGHT"], saved["KD"]["LOSS"]["CE_WEIGHT"]) == (2.0, 9.0, 0.1)
+    kd = saved["KD"]
+    assert (kd["TEMPERATURE"], kd["LOSS"]["KD_WEIGHT"], kd["LOSS"]["CE_WEIGHT"]) == (2.0, 9.0, 0.1)
     assert os.path.exists(os.path.join(tmp_path, "cli", "kd", "student_best"))
 
 

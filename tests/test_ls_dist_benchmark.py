@@ -36,7 +36,8 @@ def fake_run(root, name, accs, *opts):
     with open(os.path.join(folder, "config.yaml"), "w") as f:
         f.write(dump_cfg(load_cfg(None, ["DISTILLER.TEACHER", "resnet32x4", "DISTILLER.STUDENT", "resnet8x4", *opts])))
     with open(os.path.join(folder, "worklog.txt"), "w") as f:
-        f.write("".join(format_epoch_block(e, 0.05, {"test_acc": a, "test_acc_top5": 99.0}) for e, a in enumerate(accs, 1)))
+        f.write("".join(format_epoch_block(e, 0.05, {"test_acc": a, "test_acc_top5": 99.0})
+                        for e, a in enumerate(accs, 1)))
     append_best(os.path.join(folder, "worklog.txt"), max(accs))
 
 

@@ -81,7 +81,7 @@ CFG.LOG.QUIET = False  # (new) no progress bars, one summary line per epoch (for
 # ---------------------------------------------------------------- distillation methods
 # KD (Hinton et al. 2015); its LOSS node also weighs MLKD and SLD, as in their official code.
 CFG.KD = CN()
-CFG.KD.TEMPERATURE = 4.0  # softmax temperature
+CFG.KD.TEMPERATURE = 4  # softmax temperature (int as in mdistiller, so its YAMLs merge with plain yacs)
 CFG.KD.LOSS = CN()
 CFG.KD.LOSS.CE_WEIGHT = 0.1  # cross-entropy weight
 CFG.KD.LOSS.KD_WEIGHT = 0.9  # distillation weight
@@ -100,15 +100,15 @@ CFG.MLKD.FAITHFUL = True  # official code's behaviour incl. its quirks; False = 
 
 # AT
 CFG.AT = CN()
-CFG.AT.P = 2.0  # power applied to feature maps before summing over channels
+CFG.AT.P = 2  # power applied to feature maps before summing over channels
 CFG.AT.LOSS = CN()
 CFG.AT.LOSS.CE_WEIGHT = 1.0
 CFG.AT.LOSS.FEAT_WEIGHT = 1000.0
 
 # RKD
 CFG.RKD = CN()
-CFG.RKD.DISTANCE_WEIGHT = 25.0  # distance-wise term weight
-CFG.RKD.ANGLE_WEIGHT = 50.0  # angle-wise term weight
+CFG.RKD.DISTANCE_WEIGHT = 25  # distance-wise term weight
+CFG.RKD.ANGLE_WEIGHT = 50  # angle-wise term weight
 CFG.RKD.LOSS = CN()
 CFG.RKD.LOSS.CE_WEIGHT = 1.0
 CFG.RKD.LOSS.FEAT_WEIGHT = 1.0
@@ -202,6 +202,11 @@ CFG.DKD.T = 4.0  # temperature
 CFG.DKD.WARMUP = 20  # epochs of linear warm-up of the distillation terms
 
 
+# Real-valued keys whose mdistiller default is an int (so that plain yacs merges mdistiller's
+# `TEMPERATURE: 1`): load_cfg accepts any number for them and makes it a float.
+REAL_KEYS_WITH_INT_DEFAULTS = ("KD.TEMPERATURE", "AT.P", "RKD.DISTANCE_WEIGHT", "RKD.ANGLE_WEIGHT")
+
+
 def get_cfg_defaults():
     """A fresh, mutable copy of the default tree."""
     return CFG.clone()
@@ -221,6 +226,8 @@ def _coerce(default, value, key):
         if isinstance(default, bool) and isinstance(value, bool):
             return value
         raise ConfigError(f"config key {key} expects {type(default).__name__}, got {_describe(value)}")
+    if key in REAL_KEYS_WITH_INT_DEFAULTS and isinstance(value, numbers.Real):
+        return float(value)
     if isinstance(default, float) and isinstance(value, numbers.Real):
         return float(value)  # YAML "LR: 1" is an int; a float key accepts it
     if isinstance(default, float) and isinstance(value, str):
@@ -291,6 +298,9 @@ def load_cfg(path=None, opts=None, freeze=True):
     if path:
         merge_file(cfg, path)
     merge_opts(cfg, opts)
+    for key in REAL_KEYS_WITH_INT_DEFAULTS:  # the int defaults too: loaded configs hold floats
+        section, name = key.rsplit(".", 1)
+        _get(cfg, section)[name] = float(_get(cfg, key))
     validate_cfg(cfg)
     if freeze:
         cfg.freeze()

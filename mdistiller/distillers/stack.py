@@ -20,7 +20,7 @@ A component's connector modules live under `parts.<NAME>.`; the student and teac
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Distiller
+from .base import Distiller, vars_along_mro
 from .registry import get_distiller_class
 
 CE_TERM = "loss_ce"
@@ -50,16 +50,6 @@ def stack_names(cfg):
             raise ConfigError(f"DISTILLER.TYPE {names[0]} and DISTILLER.STACK entry {name} need different inputs "
                               f"({view_words(views)} vs {view_words(cls.views)}); they cannot be stacked")
         views &= set(cls.views)
-    return names
-
-
-def vars_along_mro(cls):
-    """Attribute names defined by `cls` or a base class below Distiller."""
-    names = set()
-    for klass in cls.__mro__:
-        if klass is Distiller:
-            break
-        names.update(vars(klass))
     return names
 
 

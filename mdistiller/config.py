@@ -127,6 +127,7 @@ CFG.FITNET.LOSS.FEAT_WEIGHT = 100.0
 # KDSVD
 CFG.KDSVD = CN()
 CFG.KDSVD.K = 1  # number of singular vectors kept
+CFG.KDSVD.FAITHFUL = True  # (new) mdistiller's: SVD of each map as a (C*H) x W matrix; False = the paper's (H*W) x C
 CFG.KDSVD.LOSS = CN()
 CFG.KDSVD.LOSS.CE_WEIGHT = 1.0
 CFG.KDSVD.LOSS.FEAT_WEIGHT = 1.0
@@ -138,6 +139,7 @@ CFG.OFD.LOSS.CE_WEIGHT = 1.0
 CFG.OFD.LOSS.FEAT_WEIGHT = 0.001
 CFG.OFD.CONNECTOR = CN()
 CFG.OFD.CONNECTOR.KERNEL_SIZE = 1  # student->teacher connector conv kernel
+CFG.OFD.FAITHFUL = True  # (new) mdistiller's: the teacher runs in train mode (batch statistics); False = eval mode
 
 # NST
 CFG.NST = CN()
@@ -165,6 +167,7 @@ CFG.VID.LOSS.FEAT_WEIGHT = 1.0
 CFG.VID.EPS = 1e-5  # variance floor
 CFG.VID.INIT_PRED_VAR = 5.0  # initial predicted variance
 CFG.VID.INPUT_SIZE = (32, 32)  # input resolution used to infer feature shapes
+CFG.VID.FAITHFUL = True  # (new) mdistiller's: variances stay at INIT_PRED_VAR (never trained); False = learned
 
 # CRD
 CFG.CRD = CN()

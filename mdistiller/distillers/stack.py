@@ -41,6 +41,11 @@ def stack_names(cfg):
         if not getattr(cls, "needs_teacher", True):
             raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, which trains without a teacher "
                               "and adds nothing to a stack; set DISTILLER.TYPE to the first distiller of the stack")
+        key = getattr(cls, "teacher_train_key", lambda _: None)(cfg)
+        if key:
+            raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, whose teacher runs in train mode "
+                              f"({key} True, mdistiller's behaviour); a stack runs one eval-mode teacher pass for "
+                              f"all terms: set {key} False")
         if "distill" not in vars_along_mro(cls):
             raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, which overrides forward_train "
                               "(an mdistiller-style plug-in) instead of implementing distill(); it cannot be stacked")

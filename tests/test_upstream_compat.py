@@ -74,6 +74,26 @@ def test_base_distiller_learns_only_the_student_unless_told():
     assert list(losses) == ["ce"] and torch.allclose(losses["ce"], F.cross_entropy(student(x)[0], y))
 
 
+def test_plug_ins_on_our_base_class_train_each_parameter_once():
+    """A file kept in the user's package subclasses our Distiller (its learnable parameters are
+    all but the teacher's) and adds its module's parameters as for mdistiller's base class."""
+    from mdistiller.distillers import Distiller
+    from mdistiller.engine.optim import build_optimizer
+
+    class OwnPackage(Distiller):
+        def __init__(self, student, teacher):
+            super().__init__(student, teacher)
+            self.conv_reg = torch.nn.Conv2d(3, 3, 1)
+
+        def get_learnable_parameters(self):
+            return super().get_learnable_parameters() + list(self.conv_reg.parameters())
+
+    distiller = OwnPackage(create_model("resnet8", 3), create_model("resnet8", 3))
+    optimizer = build_optimizer(load_cfg(None, ["DISTILLER.TYPE", "KD"]), distiller.get_learnable_parameters())
+    params = optimizer.param_groups[0]["params"]
+    assert len(params) == len({id(p) for p in params}) == len(list(distiller.student.parameters())) + 2
+
+
 def test_conv_reg_and_feat_shapes_as_mdistiller():
     torch.manual_seed(0)
     student, teacher = create_model("resnet8", 3), create_model("resnet32x4", 3)

@@ -82,7 +82,7 @@ CFG.LOG.QUIET = False  # (new) no progress bars, one summary line per epoch (for
 # ---------------------------------------------------------------- distillation methods
 # KD (Hinton et al. 2015); its LOSS node also weighs MLKD and SLD, as in their official code.
 CFG.KD = CN()
-CFG.KD.TEMPERATURE = 4.0  # softmax temperature
+CFG.KD.TEMPERATURE = 4  # softmax temperature (int as in mdistiller, so its YAMLs merge with plain yacs)
 CFG.KD.LOSS = CN()
 CFG.KD.LOSS.CE_WEIGHT = 0.1  # cross-entropy weight
 CFG.KD.LOSS.KD_WEIGHT = 0.9  # distillation weight
@@ -102,15 +102,15 @@ CFG.MLKD.FAITHFUL = True  # official code's behaviour incl. its quirks; False = 
 
 # AT
 CFG.AT = CN()
-CFG.AT.P = 2.0  # power applied to feature maps before summing over channels
+CFG.AT.P = 2  # power applied to feature maps before summing over channels
 CFG.AT.LOSS = CN()
 CFG.AT.LOSS.CE_WEIGHT = 1.0
 CFG.AT.LOSS.FEAT_WEIGHT = 1000.0
 
 # RKD
 CFG.RKD = CN()
-CFG.RKD.DISTANCE_WEIGHT = 25.0  # distance-wise term weight
-CFG.RKD.ANGLE_WEIGHT = 50.0  # angle-wise term weight
+CFG.RKD.DISTANCE_WEIGHT = 25  # distance-wise term weight
+CFG.RKD.ANGLE_WEIGHT = 50  # angle-wise term weight
 CFG.RKD.LOSS = CN()
 CFG.RKD.LOSS.CE_WEIGHT = 1.0
 CFG.RKD.LOSS.FEAT_WEIGHT = 1.0
@@ -129,6 +129,7 @@ CFG.FITNET.LOSS.FEAT_WEIGHT = 100.0
 # KDSVD
 CFG.KDSVD = CN()
 CFG.KDSVD.K = 1  # number of singular vectors kept
+CFG.KDSVD.FAITHFUL = True  # (new) mdistiller's: SVD of each map as a (C*H) x W matrix; False = the paper's (H*W) x C
 CFG.KDSVD.LOSS = CN()
 CFG.KDSVD.LOSS.CE_WEIGHT = 1.0
 CFG.KDSVD.LOSS.FEAT_WEIGHT = 1.0
@@ -140,6 +141,7 @@ CFG.OFD.LOSS.CE_WEIGHT = 1.0
 CFG.OFD.LOSS.FEAT_WEIGHT = 0.001
 CFG.OFD.CONNECTOR = CN()
 CFG.OFD.CONNECTOR.KERNEL_SIZE = 1  # student->teacher connector conv kernel
+CFG.OFD.FAITHFUL = True  # (new) mdistiller's: the teacher runs in train mode (batch statistics); False = eval mode
 
 # NST
 CFG.NST = CN()
@@ -167,6 +169,7 @@ CFG.VID.LOSS.FEAT_WEIGHT = 1.0
 CFG.VID.EPS = 1e-5  # variance floor
 CFG.VID.INIT_PRED_VAR = 5.0  # initial predicted variance
 CFG.VID.INPUT_SIZE = (32, 32)  # input resolution used to infer feature shapes
+CFG.VID.FAITHFUL = True  # (new) mdistiller's: variances stay at INIT_PRED_VAR (never trained); False = learned
 
 # CRD
 CFG.CRD = CN()
@@ -211,6 +214,11 @@ CFG.DIST.GAMMA = 2.0  # intra-class relation weight
 CFG.DIST.TAU = 4.0  # softmax temperature
 
 
+# Real-valued keys whose mdistiller default is an int (so that plain yacs merges mdistiller's
+# `TEMPERATURE: 1`): load_cfg accepts any number for them and makes it a float.
+REAL_KEYS_WITH_INT_DEFAULTS = ("KD.TEMPERATURE", "AT.P", "RKD.DISTANCE_WEIGHT", "RKD.ANGLE_WEIGHT")
+
+
 def get_cfg_defaults():
     """A fresh, mutable copy of the default tree."""
     return CFG.clone()
@@ -230,6 +238,8 @@ def _coerce(default, value, key):
         if isinstance(default, bool) and isinstance(value, bool):
             return value
         raise ConfigError(f"config key {key} expects {type(default).__name__}, got {_describe(value)}")
+    if key in REAL_KEYS_WITH_INT_DEFAULTS and isinstance(value, numbers.Real):
+        return float(value)
     if isinstance(default, float) and isinstance(value, numbers.Real):
         return float(value)  # YAML "LR: 1" is an int; a float key accepts it
     if isinstance(default, float) and isinstance(value, str):
@@ -301,6 +311,9 @@ def load_cfg(path=None, opts=None, freeze=True):
         merge_file(cfg, path)
     merge_opts(cfg, opts)
     _resolve_aliases(cfg)
+    for key in REAL_KEYS_WITH_INT_DEFAULTS:  # the int defaults too: loaded configs hold floats
+        section, name = key.rsplit(".", 1)
+        _get(cfg, section)[name] = float(_get(cfg, key))
     validate_cfg(cfg)
     if freeze:
         cfg.freeze()

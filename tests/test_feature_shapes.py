@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from mdistiller.config import load_cfg
-from mdistiller.distillers.shapes import describe_pair, feature_shapes, input_size_for, probe_features
+from mdistiller.distillers.shapes import describe_pair, feature_shapes, input_size_for, method_verdicts, probe_features
 from mdistiller.models import create_model
 
 torch.set_num_threads(1)  # tiny CPU workloads: extra threads only spin-wait on a shared machine
@@ -47,7 +47,10 @@ def test_report_explains_which_methods_fit():
     assert set(verdicts) == {"FITNET", "AT", "NST", "PKT", "KDSVD", "OFD", "RKD", "VID", "SP", "CRD", "REVIEWKD"}
     assert verdicts["AT"] == verdicts["FITNET"] == "fits"
     assert lines[0] == "input 32x32; teacher resnet32x4, student resnet20"
-    assert verdicts["KDSVD"].startswith("KDSVD cannot pair teacher resnet32x4 stage channels [64, 128, 256] "
+    assert verdicts["KDSVD"] == "fits"  # mdistiller's KDSVD (default) pairs widths: equal here
+    paper = load_cfg(None, ["DISTILLER.TEACHER", "resnet32x4", "DISTILLER.STUDENT", "resnet20", "KDSVD.FAITHFUL", "False"])
+    kdsvd = method_verdicts(create_model("resnet32x4", 100), create_model("resnet20", 100), paper, ["KDSVD"])
+    assert kdsvd["KDSVD"].startswith("KDSVD cannot pair teacher resnet32x4 stage channels [64, 128, 256] "
                                         "with student resnet20 stage channels [16, 32, 64]")
     assert "CRD.FEAT.STUDENT_DIM 64" in verdicts["CRD"]
 

@@ -1,7 +1,9 @@
 """The Distiller contract (mdistiller's surface, plus a separable step).
 
 mdistiller plug-ins keep working: a subclass that overrides `forward_train(image=..., target=...,
-epoch=...)` and calls `self.student` / `self.teacher` itself runs unchanged.
+epoch=...)` and calls `self.student` / `self.teacher` itself runs unchanged. It is called with the
+keyword arguments mdistiller's trainer for the batch passes (`UPSTREAM_CALLS`), or, when its
+signature has no `**kwargs`, with those of the batch's arguments that it names.
 
 Built-in distillers instead implement `distill(student_outs, teacher_outs, target, epoch)`;
 the base class runs the models once per step:
@@ -11,8 +13,18 @@ the base class runs the models once per step:
 Keeping "run the models" and "compute the losses" apart is what lets stacks add loss terms
 without a second forward pass, and a paired benchmark share one teacher pass among students.
 """
+import inspect
+
 import torch
 from torch import nn
+
+# What mdistiller's trainers pass to forward_train: "ours" (MLKD/SLD, two views), "crd", and
+# "base"/"dot". The batch tells which: two views, or contrastive indices, or neither.
+UPSTREAM_CALLS = {
+    "two_views": ("image_weak", "image_strong", "target", "epoch"),
+    "crd": ("image", "target", "index", "contrastive_index"),
+    "base": ("image", "target", "epoch"),
+}
 
 
 def split_outputs(outputs, sizes):
@@ -99,6 +111,8 @@ class Distiller(nn.Module):
 
     def forward(self, **kwargs):
         if self.training:
+            if overrides_forward_train(type(self)):
+                kwargs = legacy_arguments(self.forward_train, kwargs)
             return self.forward_train(**kwargs)
         return self.forward_test(kwargs["image"])
 
@@ -110,3 +124,28 @@ def collect_views(image=None, image_weak=None, image_strong=None):
     if image is None:
         raise ValueError("forward_train needs image=... or image_weak=... (and image_strong=...)")
     return [image]
+
+
+def vars_along_mro(cls):
+    """Attribute names defined by `cls` or a base class below Distiller."""
+    names = set()
+    for klass in cls.__mro__:
+        if klass is Distiller:
+            break
+        names.update(vars(klass))
+    return names
+
+
+def overrides_forward_train(cls):
+    """Whether `cls` is an mdistiller-style plug-in: it (or a base below Distiller) defines forward_train."""
+    return "forward_train" in vars_along_mro(cls)
+
+
+def legacy_arguments(forward_train, batch):
+    """The keyword arguments an mdistiller-style `forward_train` gets from a batch dict (which
+    also carries `epoch`): mdistiller's trainer's when it takes **kwargs, else the ones it names."""
+    params = inspect.signature(forward_train).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kind = "two_views" if "image_weak" in batch else "crd" if "contrastive_index" in batch else "base"
+        return {k: batch[k] for k in UPSTREAM_CALLS[kind] if k in batch}
+    return {k: v for k, v in batch.items() if k in params}

@@ -3,10 +3,13 @@
 Looks the class up in the registry (`DISTILLER.TYPE`), checks its config values before anything
 is trained (`check_distiller_cfg`, also usable before the models are built), and calls it with
 mdistiller's signatures: `Cls(student, teacher, cfg)`, `Cls(student, teacher, cfg, num_data)` for
-classes that set `needs_index` (CRD), or `Cls(student)` for classes that set
+classes that set `needs_index` (CRD) or whose constructor takes `num_data` (mdistiller-style
+CRD plug-ins), or `Cls(student)` for classes that set
 `needs_teacher = False` (NONE). A non-empty DISTILLER.STACK wraps the result in a `Stack`
 (see stack.py).
 """
+import inspect
+
 from .registry import get_distiller_class
 from .stack import build_stack, check_stack_cfg
 
@@ -27,13 +30,24 @@ def check_distiller_cfg(cfg):
     return cls
 
 
+def takes_num_data(cls):
+    """Whether the constructor takes a fourth argument, the training-set size (mdistiller's CRD
+    signature `(student, teacher, cfg, num_data)`)."""
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return any(p.name == "num_data" for p in params) or len(positional) >= 4
+
+
 def build_distiller(cfg, student, teacher, num_data=None):
     """`num_data` (training-set size) sizes the memory bank of distillers with `needs_index`
     (CRD), which take it as a fourth argument as in mdistiller."""
     def build(cls):
         if not getattr(cls, "needs_teacher", True):
             return cls(student)
-        if getattr(cls, "needs_index", False):
+        if getattr(cls, "needs_index", False) or takes_num_data(cls):
             return cls(student, teacher, cfg, num_data)
         return cls(student, teacher, cfg)
 

@@ -145,11 +145,14 @@ def ofd_loss(f_s, f_t, margin):
 
 
 # ----------------------------------------------------------------------------- KDSVD
-def top_singular_vectors(feat, k):
-    """Right singular vectors (channel space) of each sample's feature map viewed as an
-    (H*W) x C matrix, keeping the k largest; vectors and the k singular values L2-normalised.
-    Returns (vectors (B, C, k), values (B, k)). NaN/inf from degenerate SVDs become 0."""
-    x = feat.flatten(2).transpose(1, 2).float()
+def top_singular_vectors(feat, k, axis="channels"):
+    """Right singular vectors of each sample's feature map, keeping the k largest; vectors and
+    the k singular values L2-normalised. `axis` "channels": the map as an (H*W) x C matrix, so
+    the vectors live in channel space (the paper); "width": as a (C*H) x W matrix (mdistiller's
+    port). Returns (vectors (B, C or W, k), values (B, k)). NaN/inf from degenerate SVDs become 0.
+    Half precision is computed in float32 (no half SVD)."""
+    x = feat.flatten(2).transpose(1, 2) if axis == "channels" else feat.flatten(1, 2)
+    x = x if x.dtype == torch.float64 else x.float()
     _, values, vh = torch.linalg.svd(x, full_matrices=False)
     vectors = torch.nan_to_num(vh.transpose(1, 2)[:, :, :k], nan=0.0, posinf=0.0, neginf=0.0)
     values = torch.nan_to_num(values[:, :k], nan=0.0, posinf=0.0, neginf=0.0)
@@ -165,18 +168,19 @@ def align_singular_vectors(v_s, v_t):
     return v_s @ select
 
 
-def kdsvd_loss(feats_s, feats_t, k=1):
+def kdsvd_loss(feats_s, feats_t, k=1, axis="channels"):
     """KDSVD (Lee et al. 2018): compress each stage into its top-k singular vectors (student:
     k + 3 candidates aligned to the teacher's k), scale both by the teacher's singular values,
     and match the RBF maps exp(-(v_i - v_{i-1})^2 / 8) between consecutive stages, element-wise
-    over all channel pairs. Sum of squared differences divided by the batch size."""
+    over all channel pairs. Sum of squared differences divided by the batch size. `axis`: see
+    top_singular_vectors ("width" gives mdistiller's loss, over pairs of width positions)."""
     def rbf(v, v_prev):
         return torch.exp(-(v.unsqueeze(2) - v_prev.unsqueeze(1)).pow(2) / 8)
 
     loss, prev = 0.0, None
     for f_s, f_t in zip(feats_s, feats_t):
-        v_t, s_t = top_singular_vectors(f_t, k)
-        v_s, _ = top_singular_vectors(f_s, k + 3)
+        v_t, s_t = top_singular_vectors(f_t, k, axis)
+        v_s, _ = top_singular_vectors(f_s, k + 3, axis)
         v_s = align_singular_vectors(v_s, v_t)
         scale = s_t.unsqueeze(1)
         v_s, v_t = v_s * scale, v_t * scale

@@ -1,10 +1,12 @@
 """OFD: "A Comprehensive Overhaul of Feature Distillation" (Heo et al., ICCV 2019)."""
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .cfg_checks import check_bool
 from .feature_base import FeatureDistiller
 from .feature_losses import ofd_loss, ofd_margin
 from .registry import register
@@ -29,14 +31,17 @@ class OFD(FeatureDistiller):
     towards the teacher clipped at a per-channel margin (derived from the BatchNorm before
     each stage's ReLU). Deeper stages weigh more: stage i of n counts 1 / 2^(n - 1 - i).
 
-    Unlike mdistiller, the teacher stays in eval mode (our base class runs it once for all views,
-    which is exact only with running BatchNorm statistics); mdistiller's OFD trains with the
-    teacher's BatchNorm in batch-statistics mode."""
+    OFD.FAITHFUL True (default), as mdistiller's OFD: the teacher is in train mode whenever the
+    distiller is, so its BatchNorm layers normalise with the batch's statistics and their running
+    statistics move every step (the teacher's weights never change); it runs once per view used.
+    OFD.FAITHFUL False: the teacher stays in eval mode (running statistics, frozen) like every
+    other distiller's, and runs once for all views."""
 
     weight_keys = ("OFD.LOSS.CE_WEIGHT", "OFD.LOSS.FEAT_WEIGHT")
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)
+        self.teacher_trains = cfg.OFD.FAITHFUL  # also read by paired training: it gets its own teacher
         for model, role in ((teacher, "teacher"), (student, "student")):
             require_method(model, "get_stage_channels", role)
         require_method(teacher, "get_bn_before_relu", "teacher")
@@ -52,9 +57,29 @@ class OFD(FeatureDistiller):
             # Constants of the frozen teacher: moved with the module, not saved in checkpoints.
             self.register_buffer(f"margin{i}", ofd_margin(bn.weight, bn.bias), persistent=False)
 
+    @staticmethod
+    def teacher_train_key(cfg):
+        """The config key that puts the teacher in train mode when true (None when it is false):
+        a stack, which runs one eval-mode teacher pass for all terms, refuses it; paired
+        training gives such a run a teacher of its own."""
+        return "OFD.FAITHFUL" if cfg.OFD.FAITHFUL else None
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.teacher_trains:
+            self.teacher.train(mode)
+        return self
+
+    def run_teacher(self, views):
+        if not self.teacher_trains:
+            return super().run_teacher(views)
+        with torch.no_grad():  # one pass per view: batch statistics are per view, as the student's
+            return [self.teacher(view) for view in self.used_views(views)]
+
     @classmethod
     def check_cfg(cls, cfg):
         super().check_cfg(cfg)
+        check_bool(cfg, "OFD.FAITHFUL")
         kernel = cfg.OFD.CONNECTOR.KERNEL_SIZE
         if kernel < 1 or kernel % 2 == 0:  # odd sizes keep the map's size with "same" padding
             raise ConfigError(f"config key OFD.CONNECTOR.KERNEL_SIZE is {kernel}; use an odd size such as 1 or 3")

@@ -20,7 +20,7 @@ A component's connector modules live under `parts.<NAME>.`; the student and teac
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Distiller
+from .base import Distiller, vars_along_mro
 from .registry import get_distiller_class
 
 CE_TERM = "loss_ce"
@@ -41,6 +41,11 @@ def stack_names(cfg):
         if not getattr(cls, "needs_teacher", True):
             raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, which trains without a teacher "
                               "and adds nothing to a stack; set DISTILLER.TYPE to the first distiller of the stack")
+        key = getattr(cls, "teacher_train_key", lambda _: None)(cfg)
+        if key:
+            raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, whose teacher runs in train mode "
+                              f"({key} True, mdistiller's behaviour); a stack runs one eval-mode teacher pass for "
+                              f"all terms: set {key} False")
         if "distill" not in vars_along_mro(cls):
             raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, which overrides forward_train "
                               "(an mdistiller-style plug-in) instead of implementing distill(); it cannot be stacked")
@@ -50,16 +55,6 @@ def stack_names(cfg):
             raise ConfigError(f"DISTILLER.TYPE {names[0]} and DISTILLER.STACK entry {name} need different inputs "
                               f"({view_words(views)} vs {view_words(cls.views)}); they cannot be stacked")
         views &= set(cls.views)
-    return names
-
-
-def vars_along_mro(cls):
-    """Attribute names defined by `cls` or a base class below Distiller."""
-    names = set()
-    for klass in cls.__mro__:
-        if klass is Distiller:
-            break
-        names.update(vars(klass))
     return names
 
 

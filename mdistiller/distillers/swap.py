@@ -3,7 +3,9 @@
 `SwappedTeacher` is a mixin: placed before a distiller class, it swaps the teacher's logits of
 every view (`losses.swap_logits`: target and argmax exchange places where the teacher is wrong)
 before that distiller's losses see them. The registered variants serve ablations, e.g. KD_SWAP
-is the SLD authors' "KD" (swapped KD), DKD_SWAP decouples the swapped teacher instead.
+is KD towards the swapped teacher, DKD_SWAP decouples the swapped teacher instead. (The SLD
+authors' own "KD" file matches KD_SWAP only up to epoch 150: it then adds a student-swap term,
+at a hard-coded epoch and with a fixed KD weight of 4.0; that file is not reproduced here.)
 Like SLD, they report the teacher's swap statistics (`analysis/swap_stats.py`) every step, and
 swap as `SLD.SWAP_MODE` says ("max", the official exchange, or our "rotate").
 """
@@ -41,7 +43,8 @@ class SwappedTeacher:
 
 @register("KD_SWAP")
 class KDSwap(SwappedTeacher, KD):
-    """KD towards the swapped teacher (the SLD authors' "KD" file, at one temperature)."""
+    """KD towards the swapped teacher (KD.TEMPERATURE, KD.LOSS weights); see the module docstring
+    for how the SLD authors' "KD" file differs."""
 
 
 @register("DKD_SWAP")

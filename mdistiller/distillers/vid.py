@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .cfg_checks import check_positive
+from .cfg_checks import check_bool, check_positive
 from .feature_base import FeatureDistiller, check_input_size, probe_shapes
 from .feature_losses import match_spatial, vid_log_scale_init, vid_loss
 from .registry import register
@@ -24,8 +24,10 @@ class VID(FeatureDistiller):
     stage features (`feats[1:]`): Gaussian likelihood of the teacher feature with a regressed mean
     and a learned per-channel variance.
 
-    The variances' parameters (`log_scales`) are trained with the student, as in the paper and
-    the authors' code; mdistiller keeps them in a plain list, so they stay at INIT_PRED_VAR there."""
+    VID.FAITHFUL True (default), as mdistiller's VID: the variances stay at INIT_PRED_VAR (its
+    `log_scales` live in a plain list, so they are never trained, saved or counted); here they
+    are non-persistent buffers. VID.FAITHFUL False: the variances' parameters (`log_scales`) are
+    trained with the student, as in the paper and the authors' code, and saved in checkpoints."""
 
     weight_keys = ("VID.LOSS.CE_WEIGHT", "VID.LOSS.FEAT_WEIGHT")
 
@@ -36,11 +38,23 @@ class VID(FeatureDistiller):
         pairs = [(s[0], t[0]) for s, t in zip(s_shapes["feats"][1:], t_shapes["feats"][1:])]
         self.regressors = nn.ModuleList(mean_regressor(s, t) for s, t in pairs)
         init = vid_log_scale_init(cfg.VID.INIT_PRED_VAR, self.eps)
-        self.log_scales = nn.ParameterList(nn.Parameter(torch.full((t,), init)) for _, t in pairs)
+        self.fixed_variances = cfg.VID.FAITHFUL
+        if self.fixed_variances:
+            for i, (_, t) in enumerate(pairs):
+                self.register_buffer(f"fixed_log_scale{i}", torch.full((t,), init), persistent=False)
+        else:
+            self.log_scales = nn.ParameterList(nn.Parameter(torch.full((t,), init)) for _, t in pairs)
+
+    def stage_log_scales(self):
+        """Per stage, the log-scale whose softplus (+ EPS) is each channel's variance."""
+        if self.fixed_variances:
+            return [getattr(self, f"fixed_log_scale{i}") for i in range(len(self.regressors))]
+        return list(self.log_scales)
 
     @classmethod
     def check_cfg(cls, cfg):
         super().check_cfg(cfg)
+        check_bool(cfg, "VID.FAITHFUL")
         check_positive(cfg, "VID.EPS", 1e-5)
         if not cfg.VID.INIT_PRED_VAR > cfg.VID.EPS:
             raise ConfigError(f"config key VID.INIT_PRED_VAR is {cfg.VID.INIT_PRED_VAR}; it must exceed "
@@ -49,7 +63,7 @@ class VID(FeatureDistiller):
 
     def feature_loss(self, feats_s, feats_t, **kwargs):
         loss = 0.0
-        for regressor, log_scale, f_s, f_t in zip(self.regressors, self.log_scales,
+        for regressor, log_scale, f_s, f_t in zip(self.regressors, self.stage_log_scales(),
                                                   feats_s["feats"][1:], feats_t["feats"][1:]):
             f_s, f_t = match_spatial(f_s, f_t)
             loss = loss + vid_loss(regressor(f_s), f_t, log_scale, self.eps)

@@ -54,6 +54,11 @@ def input_views(cfg):
     return select_views(cfg, tuple(sorted(supported)))
 
 
+def teacher_train_key(cfg):
+    """The config key that makes the configured distiller run its teacher in train mode, or None."""
+    return getattr(get_distiller_class(cfg.DISTILLER.TYPE), "teacher_train_key", lambda _: None)(cfg)
+
+
 def needs_index(cfg):
     """Whether batches carry sample/contrast indices: SOLVER.TRAINER "crd" or a CRD-like distiller."""
     return cfg.SOLVER.TRAINER == "crd" or any(getattr(c, "needs_index", False) for c in distiller_classes(cfg))
@@ -129,13 +134,15 @@ def build_paired_runs(cfgs, info, device):
     for cfg in cfgs:
         restore_rng_state(after_loaders)
         student, own_teacher = build_models(cfg, num_classes)
-        if own_teacher is not None:
+        # A distiller that runs its teacher in train mode moves its BatchNorm statistics: own copy.
+        if own_teacher is not None and not teacher_train_key(cfg):
             if teacher is None:
                 teacher = own_teacher
             elif not same_weights(teacher, own_teacher):
                 raise ConfigError(f"paired runs need one teacher, but {run_folder(cfg)} loads other weights than "
                                   f"{run_folder(cfgs[0])}; use the same DISTILLER.TEACHER and TEACHER_WEIGHTS")
-        distiller = build_distiller(cfg, student, teacher if own_teacher is not None else None, num_data)
+            own_teacher = teacher
+        distiller = build_distiller(cfg, student, own_teacher, num_data)
         if cfg.DISTILLER.TYPE != "NONE":
             say(f"{run_folder(cfg)}: {cfg.DISTILLER.TYPE} {distiller.get_extra_parameters()} extra parameters",
                 info.is_main)

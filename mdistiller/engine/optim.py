@@ -41,7 +41,9 @@ TRAINER_OPTIMIZERS = {"dot": build_dot_optimizer}
 
 def build_optimizer(cfg, params):
     """The optimizer over `params` (the distiller's `get_learnable_parameters()`)."""
-    params = [p for p in params if p.requires_grad]
+    # Each parameter once: an mdistiller plug-in built on our Distiller (whose list already holds
+    # its modules' parameters) adds them again, as it would to mdistiller's student-only list.
+    params = list({id(p): p for p in params if p.requires_grad}.values())
     if not params:
         raise ConfigError(f"distiller {cfg.DISTILLER.TYPE} has no learnable parameters; "
                           "check DISTILLER.STUDENT")

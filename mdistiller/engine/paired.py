@@ -104,8 +104,10 @@ def check_group(cfgs):
 
 def shares_teacher(distiller):
     """Whether the step can serve this distiller's teacher: it splits its forward into
-    run_teacher / run_student / distill instead of overriding forward_train."""
-    return isinstance(distiller, Distiller) and "forward_train" not in vars_along_mro(type(distiller))
+    run_teacher / run_student / distill instead of overriding forward_train, and keeps its teacher
+    in eval mode (mdistiller-faithful OFD trains its own, see engine.build.build_paired_runs)."""
+    return (isinstance(distiller, Distiller) and "forward_train" not in vars_along_mro(type(distiller))
+            and not getattr(distiller, "teacher_trains", False))
 
 
 def same_weights(a, b):

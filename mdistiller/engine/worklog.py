@@ -1,7 +1,8 @@
 """mdistiller's text log (`worklog.txt`) and tensorboard events (`train.events`).
 
-worklog.txt is appended once per epoch, byte for byte as mdistiller writes it, so scripts that
-parse mdistiller logs keep working:
+worklog.txt is appended once per epoch in mdistiller's format, so scripts that parse mdistiller
+logs keep working. Distillers that log statistics (SLD, the *_SWAP variants) add their `swap.*`
+lines after mdistiller's, so only their blocks differ from mdistiller's bytes:
 
     -------------------------
     epoch: 1

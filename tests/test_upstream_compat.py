@@ -1,0 +1,224 @@
+"""mdistiller drop-in: distiller files written in mdistiller's style (relative imports of `_base`,
+`_common`, `loss`; strict `forward_train` signatures per trainer; a CRD-style constructor with
+`num_data`) train through tools/train.py when dropped into `mdistiller/distillers/` and
+registered with two lines in its `__init__.py`; a script in mdistiller's style merges every
+YAML config with plain yacs through `mdistiller.engine.cfg`."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from mdistiller.config import load_cfg
+from mdistiller.distillers import _base, _common, loss
+from mdistiller.distillers.base import legacy_arguments
+from mdistiller.distillers.build import build_distiller, takes_num_data
+from mdistiller.models import create_model
+from test_trainer_support import REPO, one_thread, subprocess_env, write_colour_folder  # noqa: F401
+
+UPSTREAM_STYLE = os.path.join(REPO, "tests", "fixtures", "upstream_style")
+PLUGINS = {"HINT_LIKE": "HintLike", "TWO_VIEW_LIKE": "TwoViewLike", "KWARGS_LIKE": "KwargsLike",
+           "CONTRAST_LIKE": "ContrastLike"}
+
+
+# ------------------------------------------------------------------ configs with plain yacs
+def config_yamls():
+    """Every run config of the repository and the official-config fixtures (benchmark specs,
+    whose top-level keys are lower case, are not run configs)."""
+    paths = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
+    paths += sorted(glob.glob(os.path.join(REPO, "tests", "fixtures", "official_configs", "*.yaml")))
+    return [p for p in paths if all(k.isupper() for k in yaml.safe_load(open(p)))]
+
+
+def test_an_upstream_style_script_merges_every_config_with_plain_yacs():
+    paths = config_yamls()
+    assert len(paths) > 90
+    done = subprocess.run([sys.executable, os.path.join(UPSTREAM_STYLE, "load_configs.py")] + paths,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    merged = dict(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("ok "))
+    assert set(merged) == set(paths)
+    # ImageNet configs of MLKD/SLD say `TEMPERATURE: 1`: an int, like mdistiller's default 4
+    assert merged[os.path.join(REPO, "tests", "fixtures", "official_configs", "mlkd_imagenet.yaml")] == "1"
+    assert "[INFO] CONFIG:" in done.stdout  # show_cfg
+
+
+def test_defaults_keep_mdistillers_types_and_our_loader_makes_them_floats():
+    from mdistiller.engine.cfg import CFG
+
+    assert [type(v) for v in (CFG.KD.TEMPERATURE, CFG.AT.P, CFG.RKD.DISTANCE_WEIGHT, CFG.RKD.ANGLE_WEIGHT)] == [int] * 4
+    cfg = load_cfg(os.path.join(REPO, "tests", "fixtures", "official_configs", "mlkd_imagenet.yaml"),
+                   ["AT.P", "2.5"])
+    assert (cfg.KD.TEMPERATURE, cfg.AT.P, cfg.RKD.ANGLE_WEIGHT) == (1.0, 2.5, 50.0)
+    assert all(isinstance(v, float) for v in (cfg.KD.TEMPERATURE, cfg.AT.P, cfg.RKD.ANGLE_WEIGHT))
+
+
+# ------------------------------------------------------------------ the compatibility modules
+def test_base_distiller_learns_only_the_student_unless_told():
+    student, teacher = create_model("resnet8", 3), create_model("resnet8", 3)
+    distiller = _base.Distiller(student, teacher)
+    distiller.extra = torch.nn.Linear(2, 2)
+    assert distiller.get_learnable_parameters() == list(student.parameters())  # mdistiller's contract
+    assert distiller.get_extra_parameters() == 0
+    distiller.train()
+    assert student.training and not teacher.training
+    vanilla = _base.Vanilla(student).train()
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    logits, losses = vanilla(image=x, target=y, epoch=1, index=torch.arange(4))
+    assert list(losses) == ["ce"] and torch.allclose(losses["ce"], F.cross_entropy(student(x)[0], y))
+
+
+def test_plug_ins_on_our_base_class_train_each_parameter_once():
+    """A file kept in the user's package subclasses our Distiller (its learnable parameters are
+    all but the teacher's) and adds its module's parameters as for mdistiller's base class."""
+    from mdistiller.distillers import Distiller
+    from mdistiller.engine.optim import build_optimizer
+
+    class OwnPackage(Distiller):
+        def __init__(self, student, teacher):
+            super().__init__(student, teacher)
+            self.conv_reg = torch.nn.Conv2d(3, 3, 1)
+
+        def get_learnable_parameters(self):
+            return super().get_learnable_parameters() + list(self.conv_reg.parameters())
+
+    distiller = OwnPackage(create_model("resnet8", 3), create_model("resnet8", 3))
+    optimizer = build_optimizer(load_cfg(None, ["DISTILLER.TYPE", "KD"]), distiller.get_learnable_parameters())
+    params = optimizer.param_groups[0]["params"]
+    assert len(params) == len({id(p) for p in params}) == len(list(distiller.student.parameters())) + 2
+
+
+def test_conv_reg_and_feat_shapes_as_mdistiller():
+    torch.manual_seed(0)
+    student, teacher = create_model("resnet8", 3), create_model("resnet32x4", 3)
+    before = teacher.bn1.running_mean.clone()
+    s_shapes, t_shapes = _common.get_feat_shapes(student, teacher, (32, 32))
+    assert s_shapes[2] == torch.Size([1, 32, 16, 16]) and t_shapes[2] == torch.Size([1, 128, 16, 16])
+    assert not torch.equal(before, teacher.bn1.running_mean)  # train-mode probe, as mdistiller's
+    x = torch.randn(2, 32, 16, 16)
+    with_relu, without = _common.ConvReg(s_shapes[2], t_shapes[2]), _common.ConvReg(s_shapes[2], t_shapes[2], False)
+    without.load_state_dict(with_relu.state_dict())
+    assert set(with_relu.state_dict()) >= {"conv.weight", "conv.bias", "bn.weight", "bn.bias"}
+    assert torch.equal(with_relu(x), F.relu(without(x))) and (without(x) < 0).any()
+    assert _common.ConvReg((1, 8, 8, 8), (1, 16, 4, 4))(torch.randn(2, 8, 8, 8)).shape == (2, 16, 4, 4)
+
+
+def test_cross_entropy_label_smooth_hand_value():
+    logits, target = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    log_p = torch.log_softmax(logits, 1)[0]
+    eps = 0.3
+    expected = -((1 - eps + eps / 3) * log_p[0] + eps / 3 * (log_p[1] + log_p[2]))
+    assert loss.CrossEntropyLabelSmooth(3, epsilon=eps)(logits, target).item() == pytest.approx(expected.item())
+    per_sample = loss.CrossEntropyLabelSmooth(3, eps, use_gpu=False, reduction=False)(logits.repeat(2, 1), target.repeat(2))
+    assert per_sample.shape == (2,) and per_sample[1].item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("batch_keys, expected", [
+    (("image", "target", "index"), ("image", "target", "epoch")),
+    (("image_weak", "image_strong", "target", "index"), ("image_weak", "image_strong", "target", "epoch")),
+    (("image", "target", "index", "contrastive_index"), ("image", "target", "index", "contrastive_index")),
+])
+def test_kwargs_plug_ins_get_what_mdistillers_trainer_passes(batch_keys, expected):
+    batch = dict.fromkeys(batch_keys, 0)
+    batch["epoch"] = 3
+
+    def forward_train(image=None, target=None, **kwargs):
+        pass
+
+    assert tuple(legacy_arguments(forward_train, batch)) == expected
+
+
+def test_strict_plug_ins_get_the_arguments_they_name():
+    def forward_train(image, target, index):
+        pass
+
+    batch = {"image": 1, "target": 2, "index": 3, "contrastive_index": 4, "epoch": 5}
+    assert legacy_arguments(forward_train, batch) == {"image": 1, "target": 2, "index": 3}
+
+
+def test_constructors_taking_num_data_get_it():
+    class WithNumData(_base.Distiller):
+        def __init__(self, student, teacher, cfg, num_data):
+            super().__init__(student, teacher)
+            self.num_data = num_data
+
+    class Plain(_base.Distiller):
+        def __init__(self, student, teacher, cfg):
+            super().__init__(student, teacher)
+
+    assert takes_num_data(WithNumData) and not takes_num_data(Plain)
+    cfg = load_cfg(None, ["DISTILLER.TYPE", "KD"])
+    from mdistiller.distillers import registry
+
+    registry.distiller_dict["TEST_WITH_NUM_DATA"] = WithNumData
+    try:
+        built = build_distiller(load_cfg(None, ["DISTILLER.TYPE", "TEST_WITH_NUM_DATA"]),
+                                create_model("resnet8", 3), create_model("resnet8", 3), num_data=77)
+    finally:
+        del registry.distiller_dict["TEST_WITH_NUM_DATA"]
+    assert built.num_data == 77 and cfg.DISTILLER.TYPE == "KD"
+
+
+# ------------------------------------------------------------------ dropped in, trained by tools/train.py
+@pytest.fixture(scope="module")
+def dropped_in(tmp_path_factory):
+    """A copy of the package and tools/train.py with the plug-in files in mdistiller/distillers/,
+    each registered the mdistiller way: an import and a distiller_dict line in __init__.py."""
+    root = tmp_path_factory.mktemp("dropped_in")
+    shutil.copytree(os.path.join(REPO, "mdistiller"), root / "mdistiller", ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(root / "tools")
+    shutil.copy(os.path.join(REPO, "tools", "train.py"), root / "tools" / "train.py")
+    init = root / "mdistiller" / "distillers" / "__init__.py"
+    lines = []
+    for name, module in PLUGINS.items():
+        shutil.copy(os.path.join(UPSTREAM_STYLE, "plugins", f"{module}.py"), root / "mdistiller" / "distillers")
+        lines += [f"from .{module} import {module}", f'distiller_dict["{name}"] = {module}']
+    with open(init, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    data = root / "data"
+    write_colour_folder(data, ("ant", "bee", "cat"))
+    torch.manual_seed(0)
+    torch.save({"model": create_model("resnet8", 3).state_dict()}, root / "teacher.pth")
+    return root
+
+
+RUNS = [  # (distiller, SOLVER.TRAINER, extra overrides)
+    ("HINT_LIKE", "base", ["FITNET.INPUT_SIZE", "[16, 16]"]),
+    ("HINT_LIKE", "dot", []),
+    ("TWO_VIEW_LIKE", "ours", []),
+    ("KWARGS_LIKE", "base", []),
+    ("CONTRAST_LIKE", "crd", ["CRD.NCE.K", "4", "CRD.FEAT.STUDENT_DIM", "64", "CRD.FEAT.DIM", "16"]),
+]
+
+
+@pytest.fixture(scope="module")
+def trained(dropped_in):
+    """One epoch of each run, every one through the copy's tools/train.py `main(argv)`, all in one
+    child process (one torch start-up); returns the child's exit code and output."""
+    argvs = []
+    for name, trainer, extra in RUNS:
+        argvs.append(["--quiet", "DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT",
+                      str(dropped_in / "data"), "DATASET.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
+                      "SOLVER.EPOCHS", "1", "SOLVER.TRAINER", trainer, "LOG.PREFIX", str(dropped_in / "out"),
+                      "EXPERIMENT.PROJECT", "p", "EXPERIMENT.NAME", f"{name}_{trainer}", "DISTILLER.TYPE", name,
+                      "DISTILLER.TEACHER", "resnet8", "DISTILLER.STUDENT", "resnet8",
+                      "DISTILLER.TEACHER_WEIGHTS", str(dropped_in / "teacher.pth")] + extra)
+    script = ("import json, sys; sys.path.insert(0, sys.argv[1]); import train; "
+              "sys.exit(max(train.main(argv) for argv in json.loads(sys.argv[2])))")
+    return subprocess.run([sys.executable, "-c", script, str(dropped_in / "tools"), json.dumps(argvs)],
+                          cwd=str(dropped_in), env=subprocess_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("name, trainer", [run[:2] for run in RUNS])
+def test_dropped_in_plug_in_trains_an_epoch_through_tools_train(dropped_in, trained, name, trainer):
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert f"output: {dropped_in / 'out' / 'p' / f'{name}_{trainer}'}" in trained.stdout + trained.stderr
+    worklog = open(dropped_in / "out" / "p" / f"{name}_{trainer}" / "worklog.txt").read()
+    assert "epoch: 1" in worklog and "best_acc" in worklog
+    assert not os.path.exists(os.path.join(REPO, "mdistiller", "distillers", f"{PLUGINS[name]}.py"))

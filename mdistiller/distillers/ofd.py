@@ -34,6 +34,7 @@ class OFD(FeatureDistiller):
     teacher's BatchNorm in batch-statistics mode."""
 
     weight_keys = ("OFD.LOSS.CE_WEIGHT", "OFD.LOSS.FEAT_WEIGHT")
+    feature_needs = {"preact_feats": 4}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)

@@ -217,3 +217,19 @@ def test_dkd_on_two_classes_is_finite_and_hand_computed():
     assert tckd.item() == pytest.approx(100.0, rel=1e-6) and nckd.item() == 0.0
     (tckd + nckd).backward()
     assert torch.isfinite(student.grad).all()
+
+
+@pytest.mark.slow
+def test_compiled_adapter_gives_the_eager_features(user_module):
+    """SOLVER.COMPILE compiles the wrapped model in place; the hooks must still fill feats."""
+    torch.manual_seed(0)
+    model = create_model(user_module, 3).eval()
+    x, y = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    eager_logits, eager = model(y)
+    model.compile()
+    model(x)
+    logits, feats = model(y)  # features of this call, not of the traced one
+    assert torch.allclose(logits, eager_logits, atol=1e-5)
+    for key in ("feats", "preact_feats"):
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(feats[key], eager[key]))
+    assert torch.allclose(feats["pooled_feat"], eager["pooled_feat"], atol=1e-5)

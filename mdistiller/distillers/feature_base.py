@@ -93,9 +93,14 @@ def _missing_feature(shapes, key, dims):
 
 def check_feature_needs(cfg, cls, teacher, student):
     """One-line ConfigError when a model lacks a feature `cls` reads (its `feature_needs`,
-    or `feature_needs_of(cfg, role)` when a method's needs differ by role)."""
-    t_shapes, s_shapes = probe_shapes(cfg, teacher, student)
-    for role, model, shapes in (("teacher", teacher, t_shapes), ("student", student, s_shapes)):
+    or `feature_needs_of(cfg, role)` when a method's needs differ by role). Only models that
+    say they may lack some (`may_lack_features`: the adapter for timm/torchvision/user models)
+    are probed; zoo models give every feature."""
+    size = input_size_for(cfg) or (32, 32)
+    for role, model in (("teacher", teacher), ("student", student)):
+        if not getattr(model, "may_lack_features", False):
+            continue
+        shapes = feature_shapes(model, size)
         needs = cls.feature_needs_of(cfg, role) if hasattr(cls, "feature_needs_of") else cls.feature_needs
         for key, dims in needs.items():
             problem = _missing_feature(shapes, key, dims)

@@ -134,6 +134,8 @@ def final_activation(calls, feature, out):
 class HookedClassifier(nn.Module):
     """See the module docstring. `name` is how the config names the model (used in messages)."""
 
+    may_lack_features = True  # feature distillers check what it gives (distillers/feature_base.py)
+
     def __init__(self, model, name, features=(), input_size=(32, 32), num_classes=None):
         super().__init__()
         self.model, self.name = model, name

@@ -130,19 +130,19 @@ def test_paired_group_channels_last_and_bf16_with_timm_models(setup, tmp_path):
 
 
 def test_eval_and_feature_shapes_tools_take_external_models(setup, tmp_path, capsys):
-    cfg = cfg_for(setup, tmp_path, "vanilla", "NONE", RESNET, VIT, "DISTILLER.STUDENT_KWARGS", VIT_KWARGS)
+    cfg = cfg_for(setup, tmp_path, "vanilla", "NONE", RESNET, MOBILE, "DISTILLER.STUDENT_KWARGS", "{drop_rate: 0.1}")
     train(cfg)
     student_best = os.path.join(tmp_path, "p", "vanilla", "student_best")
     # a trained timm student's file loads into the plain timm model
-    plain = timm.create_model("vit_tiny_patch16_224", num_classes=3, img_size=32, patch_size=4)
+    plain = timm.create_model("mobilenetv3_small_050", num_classes=3)
     plain.load_state_dict(load_checkpoint(student_best)["model"])
     capsys.readouterr()
-    argv = ["-m", VIT, "-c", student_best, "-d", "imagefolder", "--root", str(setup[0] / "three"), "--json",
+    argv = ["-m", MOBILE, "-c", student_best, "-d", "imagefolder", "--root", str(setup[0] / "three"), "--json",
             "DEVICE", "cpu", "DATASET.IMAGE_SIZE", "32", "DATASET.NUM_WORKERS", "0", "LOG.QUIET", "True",
-            "DISTILLER.STUDENT_KWARGS", VIT_KWARGS]
+            "DISTILLER.STUDENT_KWARGS", "{drop_rate: 0.1}"]
     assert load_tool("eval").main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["model"] == VIT and result["count"] == 12
+    assert result["model"] == MOBILE and result["count"] == 12
     load_tool("feature_shapes").main([RESNET, VIT, "DISTILLER.STUDENT_KWARGS", VIT_KWARGS])
     printed = capsys.readouterr().out
     assert "feats[1]          (64, 8, 8)              (65, 192)" in printed

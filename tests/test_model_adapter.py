@@ -179,6 +179,7 @@ def test_unsafe_and_broken_weight_files_are_refused(tmp_path):
     ("timm:resnet10t", {}, ["layer9"], r"^model timm:resnet10t has no module 'layer9' to take features from"),
     ("resnet8", {}, ["layer1"], r"^config key DISTILLER.STUDENT_FEATURES is set, but resnet8 is a zoo model"),
     ("timm:vit_tiny_patch16_224", {}, [], r"^model timm:vit_tiny_patch16_224 fails on a 32x32 input .*img_size"),
+    ("torch.nn:Identity", {}, [], r"^model torch.nn:Identity returns 32 outputs but the dataset has 5 classes"),
 ])
 def test_bad_model_settings_are_one_line_errors(name, kwargs, features, message):
     with pytest.raises(ConfigError, match=message) as err:

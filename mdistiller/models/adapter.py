@@ -131,6 +131,29 @@ def final_activation(calls, feature, out):
     return found
 
 
+def check_logits(name, logits, num_classes):
+    if not torch.is_tensor(logits):
+        raise ConfigError(f"model {name} returns {type(logits).__name__}, not a tensor of logits; wrap it so that "
+                          "forward returns B x classes logits")
+    if num_classes is not None and logits.shape[-1] != num_classes:
+        raise ConfigError(f"model {name} returns {logits.shape[-1]} outputs but the dataset has {num_classes} "
+                          "classes; its constructor must honour num_classes")
+
+
+def check_feature_modules(name, model, names, last_call):
+    """Every named module exists and runs in the forward pass (`last_call`: name -> Call)."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        top = ", ".join(n for n, _ in model.named_children())
+        raise ConfigError(f"model {name} has no module {unknown[0]!r} to take features from; name submodules "
+                          f"such as {top} (dotted paths reach inside them)")
+    silent = [n for n in names if n not in last_call]
+    if silent:
+        raise ConfigError(f"module {silent[0]!r} of model {name} does not run in its forward pass; "
+                          "name modules that do")
+
+
 class HookedClassifier(nn.Module):
     """See the module docstring. `name` is how the config names the model (used in messages)."""
 
@@ -140,24 +163,11 @@ class HookedClassifier(nn.Module):
         super().__init__()
         self.model, self.name = model, name
         logits, calls = self._probe(input_size)
-        if not torch.is_tensor(logits):
-            raise ConfigError(f"model {name} returns {type(logits).__name__}, not a tensor of logits; wrap it so that "
-                              "forward returns B x classes logits")
-        if num_classes is not None and logits.shape[-1] != num_classes:
-            raise ConfigError(f"model {name} returns {logits.shape[-1]} outputs but the dataset has {num_classes} "
-                              "classes; its constructor must honour num_classes")
+        check_logits(name, logits, num_classes)
         modules = dict(model.named_modules())
         self.feature_names = list(features) or default_features(model, calls)
-        unknown = [n for n in self.feature_names if n not in modules]
-        if unknown:
-            top = ", ".join(n for n, _ in model.named_children())
-            raise ConfigError(f"model {name} has no module {unknown[0]!r} to take features from; name submodules "
-                              f"such as {top} (dotted paths reach inside them)")
         last_out = {c.name: c for c in calls}  # the last call of each module
-        silent = [n for n in self.feature_names if n not in last_out]
-        if silent:
-            raise ConfigError(f"module {silent[0]!r} of model {name} does not run in its forward pass; "
-                              "name modules that do")
+        check_feature_modules(name, model, self.feature_names, last_out)
         self._stage_channels = [_channels(last_out[n].out) for n in self.feature_names]
         # A feature that a later in-place op overwrites must be copied when taken.
         self._clone = {n for n in self.feature_names if _changed_in_place(last_out[n])}

@@ -212,10 +212,12 @@ def test_dkd_on_two_classes_is_finite_and_hand_computed():
     s = math.e / (1 + math.e)
     tckd, nckd = dkd_terms(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([0]), 1.0)
     assert tckd.item() == pytest.approx(2 * s - 1, rel=1e-6) and nckd.item() == 0.0
-    # mdistiller issue #60: confident opposite logits took log(0) -> inf; here KL = 100 (+ e^-100)
-    student = torch.tensor([[50.0, -50.0]], requires_grad=True)
-    tckd, nckd = dkd_terms(student, torch.tensor([[-50.0, 50.0]]), torch.tensor([0]), 1.0)
-    assert tckd.item() == pytest.approx(100.0, rel=1e-6) and nckd.item() == 0.0
+    # mdistiller issue #60: a probability that underflows to 0 (e^-200 in float32) made log(p)
+    # -inf and the loss inf; computed from log-probabilities, KL = 200 (+ 200 e^-200)
+    student = torch.tensor([[100.0, -100.0]], requires_grad=True)
+    tckd, nckd = dkd_terms(student, torch.tensor([[-100.0, 100.0]]), torch.tensor([0]), 1.0)
+    assert torch.softmax(student, -1)[0, 1].item() == 0.0  # the underflow the official code takes the log of
+    assert tckd.item() == pytest.approx(200.0, rel=1e-6) and nckd.item() == 0.0
     (tckd + nckd).backward()
     assert torch.isfinite(student.grad).all()
 

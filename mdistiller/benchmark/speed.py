@@ -27,7 +27,8 @@ from ..distillers.losses import kd_loss, swap_logits
 from ..engine.device import autocast, compile_networks, prepare_model, to_device
 from ..engine.graph_step import WARMUP_STEPS, GraphedStep, check_cuda_graph
 from ..engine.optim import build_optimizer
-from ..models import create_model
+from ..distillers.shapes import input_size_for
+from ..models import create_model, model_settings
 
 
 def synthetic_cifar(n, num_classes=100, seed=0):
@@ -55,8 +56,9 @@ def reference_sld_losses(student, teacher, images, target, epoch, cfg):
 
 def _models(cfg, num_classes, device, channels_last=False):
     torch.manual_seed(cfg.SEED)
-    student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE, key="DISTILLER.STUDENT")
-    teacher = create_model(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, key="DISTILLER.TEACHER")
+    size = input_size_for(cfg) or (32, 32)
+    student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE, **model_settings(cfg, "STUDENT", size))
+    teacher = create_model(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, **model_settings(cfg, "TEACHER", size))
     distiller = build_distiller(cfg, student, teacher)
     return prepare_model(distiller, device, channels_last)
 

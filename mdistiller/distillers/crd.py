@@ -73,6 +73,7 @@ class CRD(FeatureDistiller):
     `CRD(student, teacher, cfg, num_data)` as in mdistiller (num_data = training-set size)."""
 
     weight_keys = ("CRD.LOSS.CE_WEIGHT", "CRD.LOSS.FEAT_WEIGHT")
+    feature_needs = {"pooled_feat": 2}
 
     needs_index = True
 

@@ -16,16 +16,21 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .base import Distiller
 from .cfg_checks import cfg_value, check_non_negative
+from .registry import registered_name
 from .shapes import feature_shapes, input_size_for
 
 
 class FeatureDistiller(Distiller):
     views = (1, 2)
     weight_keys = ()  # (CE weight key, feature weight key), e.g. ("AT.LOSS.CE_WEIGHT", "AT.LOSS.FEAT_WEIGHT")
+    # What the method reads of both models' feats: key -> dimensions of each tensor (batch
+    # included), None = any. Checked at start-up: a model outside the zoo may lack some.
+    feature_needs = {"feats": 4}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         self.check_cfg(cfg)
+        check_feature_needs(cfg, type(self), teacher, student)
         self.ce_weight, self.feat_weight = (cfg_value(cfg, key) for key in self.weight_keys)
         self.all_views = cfg.DISTILLER.FEATURE_VIEWS == "all"
 
@@ -70,3 +75,37 @@ def pairing_error(cfg, method, what, t_values, s_values, fix):
     """The one-line ConfigError for a teacher/student feature mismatch a method cannot bridge."""
     return ConfigError(f"{method} cannot pair teacher {cfg.DISTILLER.TEACHER} {what} {list(t_values)} with "
                        f"student {cfg.DISTILLER.STUDENT} {what} {list(s_values)}; {fix}")
+
+
+FEATURE_WORDS = {"feats": "stage features (feats)", "preact_feats": "pre-activation stage features (preact_feats)",
+                 "pooled_feat": "a pooled feature vector (pooled_feat)"}
+
+
+def _missing_feature(shapes, key, dims):
+    """Why `shapes` (shapes.feature_shapes) cannot serve `key` with `dims`-D tensors, or None."""
+    if key not in shapes or not shapes[key]:
+        return "gives none"
+    found = {len(s) + 1 for s in (shapes[key] if isinstance(shapes[key], list) else [shapes[key]])}
+    if dims is not None and found != {dims}:
+        return f"gives {'/'.join(str(d) for d in sorted(found))}-D tensors"
+    return None
+
+
+def check_feature_needs(cfg, cls, teacher, student):
+    """One-line ConfigError when a model lacks a feature `cls` reads (its `feature_needs`,
+    or `feature_needs_of(cfg, role)` when a method's needs differ by role). Only models that
+    say they may lack some (`may_lack_features`: the adapter for timm/torchvision/user models)
+    are probed; zoo models give every feature."""
+    size = input_size_for(cfg) or (32, 32)
+    for role, model in (("teacher", teacher), ("student", student)):
+        if not getattr(model, "may_lack_features", False):
+            continue
+        shapes = feature_shapes(model, size)
+        needs = cls.feature_needs_of(cfg, role) if hasattr(cls, "feature_needs_of") else cls.feature_needs
+        for key, dims in needs.items():
+            problem = _missing_feature(shapes, key, dims)
+            if problem:
+                kind = f"{dims}-D " if dims else ""
+                raise ConfigError(f"{registered_name(cls)} needs {kind}{FEATURE_WORDS[key]} from the {role} "
+                                  f"{cfg.DISTILLER[role.upper()]}, which {problem}; use a logit method "
+                                  f"(KD, DKD, SLD) or another {role}")

@@ -38,6 +38,7 @@ class OFD(FeatureDistiller):
     other distiller's, and runs once for all views."""
 
     weight_keys = ("OFD.LOSS.CE_WEIGHT", "OFD.LOSS.FEAT_WEIGHT")
+    feature_needs = {"preact_feats": 4}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)

@@ -9,6 +9,7 @@ class PKT(FeatureDistiller):
     """Matches the batch's cosine-similarity distributions of the pooled features."""
 
     weight_keys = ("PKT.LOSS.CE_WEIGHT", "PKT.LOSS.FEAT_WEIGHT")
+    feature_needs = {"pooled_feat": 2}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)

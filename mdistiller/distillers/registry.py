@@ -21,3 +21,8 @@ def get_distiller_class(name, key="DISTILLER.TYPE"):
     if name not in distiller_dict:
         raise ConfigError(f"config key {key} is {name!r}; registered distillers: {', '.join(sorted(distiller_dict))}")
     return distiller_dict[name]
+
+
+def registered_name(cls):
+    """The config name a distiller class is registered under (its class name if none)."""
+    return next((name for name, c in distiller_dict.items() if c is cls), cls.__name__)

@@ -67,6 +67,11 @@ class ReviewKD(FeatureDistiller):
                                   for i, (c_in, c_out) in enumerate(zip(c.IN_CHANNELS, c.OUT_CHANNELS)))
 
     @classmethod
+    def feature_needs_of(cls, cfg, role):
+        stages = "preact_feats" if role == "teacher" or cfg.REVIEWKD.STU_PREACT else "feats"
+        return {stages: 4, "pooled_feat": 2}
+
+    @classmethod
     def check_cfg(cls, cfg):
         super().check_cfg(cfg)
         check_int(cfg, "REVIEWKD.WARMUP_EPOCHS", 0, "epochs of linear ramp-up, 0 = none")

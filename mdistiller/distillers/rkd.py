@@ -10,6 +10,7 @@ class RKD(FeatureDistiller):
     """Matches distance-wise and angle-wise relations among the batch's pooled features."""
 
     weight_keys = ("RKD.LOSS.CE_WEIGHT", "RKD.LOSS.FEAT_WEIGHT")
+    feature_needs = {"pooled_feat": 2}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)

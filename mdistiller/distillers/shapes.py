@@ -7,6 +7,8 @@ and prints them for a pair together with each feature method's verdict:
 
     python tools/feature_shapes.py resnet32x4 resnet8x4
     python tools/feature_shapes.py ResNet34 ResNet18 --dataset imagenet
+    python tools/feature_shapes.py timm:resnet10t timm:vit_tiny_patch16_224 \
+        DISTILLER.STUDENT_KWARGS "{img_size: 32, patch_size: 4}"
 """
 import argparse
 import sys
@@ -46,13 +48,13 @@ def probe_features(model, input_size=(32, 32)):
 
 
 def feature_shapes(model, input_size=(32, 32)):
-    """{"feats": [(C, H, W), ...], "preact_feats": [...], "pooled_feat": (D,)} of one sample."""
+    """{"feats": [(C, H, W), ...], "preact_feats": [...], "pooled_feat": (D,)} of one sample.
+    A key the model does not give is absent (a wrapped timm ViT has no preact_feats)."""
     feats = probe_features(model, input_size)
-    return {
-        "feats": [tuple(f.shape[1:]) for f in feats["feats"]],
-        "preact_feats": [tuple(f.shape[1:]) for f in feats["preact_feats"]],
-        "pooled_feat": tuple(feats["pooled_feat"].shape[1:]),
-    }
+    shapes = {key: [tuple(f.shape[1:]) for f in feats[key]] for key in ("feats", "preact_feats") if key in feats}
+    if "pooled_feat" in feats:
+        shapes["pooled_feat"] = tuple(feats["pooled_feat"].shape[1:])
+    return shapes
 
 
 FEATURE_METHODS = ("FITNET", "AT", "NST", "PKT", "KDSVD", "OFD", "RKD", "VID", "SP", "CRD", "REVIEWKD")
@@ -82,13 +84,13 @@ def describe_pair(teacher, student, cfg, input_size=None):
     lines = [f"input {size[0]}x{size[1]}; teacher {cfg.DISTILLER.TEACHER}, student {cfg.DISTILLER.STUDENT}",
              f"{'feature':<18}{'teacher (C, H, W)':<24}{'student (C, H, W)':<24}"]
     for key in ("feats", "preact_feats"):
-        t_list, s_list = shapes["teacher"][key], shapes["student"][key]
+        t_list, s_list = shapes["teacher"].get(key, []), shapes["student"].get(key, [])
         for i in range(max(len(t_list), len(s_list))):
             t = str(t_list[i]) if i < len(t_list) else "-"
             s = str(s_list[i]) if i < len(s_list) else "-"
             lines.append(f"{key}[{i}]".ljust(18) + t.ljust(24) + s.ljust(24))
-    lines.append("pooled_feat".ljust(18) + str(shapes["teacher"]["pooled_feat"]).ljust(24)
-                 + str(shapes["student"]["pooled_feat"]).ljust(24))
+    lines.append("pooled_feat".ljust(18) + str(shapes["teacher"].get("pooled_feat", "-")).ljust(24)
+                 + str(shapes["student"].get("pooled_feat", "-")).ljust(24))
     lines.append("feature distillers with default settings:")
     for name, verdict in method_verdicts(teacher, student, cfg).items():
         lines.append(f"  {name:<9} {verdict}")
@@ -97,22 +99,24 @@ def describe_pair(teacher, student, cfg, input_size=None):
 
 def main(argv=None):
     from ..config import load_cfg
-    from ..models import create_model
+    from ..models import create_model, model_settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("teacher", help="teacher architecture name, e.g. resnet32x4")
     parser.add_argument("student", help="student architecture name, e.g. resnet8x4")
     parser.add_argument("--dataset", default=None, help="cifar100 (default) | tiny_imagenet | imagenet")
     parser.add_argument("--cfg", default="", help="optional YAML whose method settings to check")
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="config overrides KEY VALUE ..., e.g. DISTILLER.STUDENT_KWARGS \"{img_size: 32}\"")
     args = parser.parse_args(argv)
-    opts = ["DISTILLER.TEACHER", args.teacher, "DISTILLER.STUDENT", args.student]
+    opts = list(args.opts) + ["DISTILLER.TEACHER", args.teacher, "DISTILLER.STUDENT", args.student]
     opts += ["DATASET.TYPE", args.dataset] if args.dataset else []
     try:
         cfg = load_cfg(args.cfg or None, opts)
-        dataset = cfg.DATASET.TYPE
+        dataset, size = cfg.DATASET.TYPE, input_size_for(cfg) or (32, 32)
         num_classes = cfg.DATASET.NUM_CLASSES or NUM_CLASSES.get(dataset, 100)
-        teacher = create_model(args.teacher, num_classes, dataset=dataset)
-        student = create_model(args.student, num_classes, dataset=dataset)
+        teacher = create_model(args.teacher, num_classes, dataset, **model_settings(cfg, "TEACHER", size))
+        student = create_model(args.student, num_classes, dataset, **model_settings(cfg, "STUDENT", size))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)  # the one-line message, no traceback
         sys.exit(2)

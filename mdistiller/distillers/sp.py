@@ -9,6 +9,7 @@ class SP(FeatureDistiller):
     """Matches the batch similarity (Gram) matrices of the last stage's features."""
 
     weight_keys = ("SP.LOSS.CE_WEIGHT", "SP.LOSS.FEAT_WEIGHT")
+    feature_needs = {"feats": None}  # similarity of flattened last features: any shape
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)

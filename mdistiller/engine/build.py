@@ -6,9 +6,12 @@ sample indices) before the loaders are built; the loaders give the number of cla
 models need. `train_paired(cfgs, ...)` trains several configs' students on one data stream with
 one teacher pass per batch (engine/paired.py), each built exactly as its solo run would be.
 """
+import os
+
 from ..distillers import build_distiller, check_distiller_cfg, get_distiller_class, teacher_required
 from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
+from .checkpoint import extract_student_state_dict, load_weights
 from .device import configure_backends, resolve_device
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
@@ -65,11 +68,21 @@ def needs_index(cfg):
 
 
 def build_models(cfg, num_classes):
-    """(student, teacher or None) for the configured names and dataset."""
-    from ..models import create_model, load_teacher  # heavy import, only when training
+    """(student, teacher or None) for the configured names and dataset; the student starts from
+    DISTILLER.STUDENT_WEIGHTS when set."""
+    from ..distillers.shapes import input_size_for
+    from ..models import create_model, load_teacher, model_settings  # heavy import, only when training
 
-    student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE)
-    teacher = load_teacher(cfg, num_classes) if teacher_required(cfg) else None
+    size = input_size_for(cfg) or (32, 32)
+    student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE,
+                           **model_settings(cfg, "STUDENT", size))
+    init = cfg.DISTILLER.STUDENT_WEIGHTS
+    if init:
+        if not os.path.isfile(init):
+            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which does not exist; "
+                                  "point it to a .pth or .safetensors file, or leave it empty for random init")
+        load_weights(student, init, extract=extract_student_state_dict)
+    teacher = load_teacher(cfg, num_classes, size) if teacher_required(cfg) else None
     return student, teacher
 
 

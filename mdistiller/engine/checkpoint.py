@@ -2,7 +2,8 @@
 
 Reading: `torch.load(weights_only=True)` with an allow-list of the few harmless types that real
 mdistiller/RepDistiller files carry (argparse.Namespace for "opt", numpy scalars for
-"accuracy"). Anything else is refused with a one-line `CheckpointError`, never unpickled.
+"accuracy"). Anything else is refused with a one-line `CheckpointError`, never unpickled. A `.safetensors`
+file (tensors only, no pickle at all) is read with the safetensors package as a bare state dict.
 
 Writing: temp file in the same folder, fsync, then rename, so a crash mid-write never
 destroys the previous file.
@@ -40,6 +41,8 @@ def load_checkpoint(path, map_location="cpu"):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.endswith(".safetensors"):
+        return load_safetensors(path, map_location)
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -54,6 +57,21 @@ def load_checkpoint(path, map_location="cpu"):
         msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} could not be read ({msg}); "
                               "the file is truncated or not a PyTorch checkpoint") from None
+
+
+def load_safetensors(path, map_location="cpu"):
+    """A .safetensors file as a {name: tensor} dict."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(f"checkpoint {path} is a .safetensors file, which needs the safetensors package; "
+                              "install it with pip install -e \".[timm]\" (or pip install safetensors)") from None
+    try:
+        return load_file(path, device=str(map_location))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for bad headers
+        msg = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(f"checkpoint {path} could not be read as safetensors ({msg}); "
+                              "the file is truncated or not a .safetensors file") from None
 
 
 def extract_state_dict(ckpt, path="checkpoint"):

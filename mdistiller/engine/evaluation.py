@@ -52,7 +52,9 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
     """tools/eval.py: evaluate architecture `name` with weights `ckpt` on cfg's test split.
     `ckpt` "pretrain" means the model zoo's teacher weights for `name`."""
     from ..data import build_loaders
-    from ..models import create_model, load_teacher
+    from ..distillers.shapes import input_size_for
+    from ..models import create_model, load_teacher, model_settings
+    from ..models.external import is_external
 
     if ckpt != "pretrain" and not os.path.isfile(ckpt):  # before reading any data
         raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) does not exist; pass a run's student_best, "
@@ -65,8 +67,10 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
         zoo.defrost()
         zoo.DISTILLER.TEACHER, zoo.DISTILLER.TEACHER_WEIGHTS = name, ""
         model = load_teacher(zoo, num_classes)
-    else:
-        model = load_weights(create_model(name, num_classes, cfg.DATASET.TYPE, key="-m/--model"), ckpt,
+    else:  # a model outside the zoo is built with DISTILLER.STUDENT_KWARGS / _FEATURES
+        settings = model_settings(cfg, "STUDENT", input_size_for(cfg) or (32, 32))
+        settings["key"] = settings["key"] if is_external(name) else "-m/--model"
+        model = load_weights(create_model(name, num_classes, cfg.DATASET.TYPE, **settings), ckpt,
                              extract=extract_student_state_dict)
     prepare_model(model, device, cfg.SOLVER.CHANNELS_LAST).eval()
     result = evaluate(lambda image: model(image)[0], test_loader, device, cfg.SOLVER.AMP,

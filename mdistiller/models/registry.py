@@ -1,7 +1,9 @@
-"""Name -> architecture lookup across the three zoos, with one-line errors for unknown names."""
+"""Name -> architecture lookup across the three zoos, with one-line errors for unknown names;
+names with a colon (timm:..., torchvision:..., package.module:callable) go to external.py."""
 from ..errors import ConfigError
 from .cifar import cifar_model_dict
 from .demo import demo_model_dict
+from .external import build_external, is_external
 from .imagenet import imagenet_model_dict
 from .tiny_imagenet import tiny_imagenet_model_dict
 
@@ -44,7 +46,28 @@ def model_entry(name, dataset="cifar100", key="DISTILLER.STUDENT"):
     return registry[name]
 
 
-def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT"):
-    """A freshly initialised `name` network with `num_classes` outputs."""
+def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT", kwargs=None, features=(),
+                 input_size=(32, 32)):
+    """A freshly initialised `name` network with `num_classes` outputs. `kwargs` go to its
+    constructor; `features` (module names) and `input_size` (of the probe forward) concern
+    models from outside the zoo only (see adapter.py)."""
+    if is_external(name):
+        return build_external(name, num_classes, kwargs, features, input_size, key)
+    if features:
+        raise ConfigError(f"config key {key}_FEATURES is set, but {name} is a zoo model that returns its own "
+                          f"features; clear {key}_FEATURES")
     constructor, _ = model_entry(name, dataset, key)
-    return constructor(num_classes=num_classes)
+    if not kwargs:
+        return constructor(num_classes=num_classes)
+    try:
+        return constructor(num_classes=num_classes, **dict(kwargs))
+    except TypeError as err:
+        raise ConfigError(f"config key {key} is {name}, whose constructor refuses {key}_KWARGS "
+                          f"{dict(kwargs)} ({err}); fix the arguments") from None
+
+
+def model_settings(cfg, role, input_size=(32, 32)):
+    """create_model's keyword arguments for cfg's "STUDENT" or "TEACHER" (its _KWARGS, _FEATURES)."""
+    d = cfg.DISTILLER
+    return {"key": f"DISTILLER.{role}", "kwargs": dict(d[f"{role}_KWARGS"]), "features": list(d[f"{role}_FEATURES"]),
+            "input_size": tuple(input_size)}

@@ -5,12 +5,16 @@ Where the weights come from, first match wins:
      or the student part of a run's full best/latest);
   2. the zoo default: mdistiller's `download_ckpts/...` path (relative to the working directory)
      for CIFAR-100 and Tiny-ImageNet teachers, torchvision's IMAGENET1K_V1 weights for ImageNet.
+Models from outside the zoo (timm:..., torchvision:..., package.module:callable) have no
+default: they need DISTILLER.TEACHER_WEIGHTS (.pth or .safetensors), unless their
+DISTILLER.TEACHER_KWARGS explicitly ask timm/torchvision to download published weights.
 """
 import os
 
 from ..engine.checkpoint import extract_student_state_dict, load_weights
 from ..errors import CheckpointError, ConfigError
-from .registry import model_entry
+from .external import downloads_weights, is_external
+from .registry import create_model, model_entry, model_settings
 
 DEFAULT_NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000}
 MDISTILLER_RELEASES = "https://github.com/megvii-research/mdistiller/releases"
@@ -47,9 +51,10 @@ def missing_teacher_message(name, dataset, path):
             f"or train it with " + _train_hint(name, dataset, has_config=False))
 
 
-def build_teacher(name, num_classes=None, dataset="cifar100", weights_path=""):
-    """Teacher `name` for `dataset` with trained weights, in eval mode (see module docstring)."""
-    constructor, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
+def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", **settings):
+    """Teacher `name` for `dataset` with trained weights, in eval mode (see module docstring).
+    `settings`: create_model's kwargs / features / input_size."""
+    settings.setdefault("key", "DISTILLER.TEACHER")
     if num_classes is None:
         if dataset not in DEFAULT_NUM_CLASSES:
             raise ConfigError(f"the number of classes of a {dataset} teacher is not known; "
@@ -60,8 +65,16 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path=""):
             raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
                                   "point it to a teacher checkpoint (e.g. a run's student_best)")
         # A run's full `best`/`latest` works too: its student part is the classifier.
-        model = load_weights(constructor(num_classes=num_classes), weights_path, extract=extract_student_state_dict)
-    elif dataset == "imagenet":
+        model = load_weights(create_model(name, num_classes, dataset, **settings), weights_path,
+                             extract=extract_student_state_dict)
+        return model.eval()
+    if is_external(name):
+        if not downloads_weights(settings.get("kwargs") or {}):
+            raise ConfigError(f"teacher {name} needs trained weights: set DISTILLER.TEACHER_WEIGHTS to a .pth or "
+                              f".safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of {name})")
+        return create_model(name, num_classes, dataset, **settings).eval()
+    constructor, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
+    if dataset == "imagenet":
         model = constructor(num_classes=num_classes, pretrained=True)
     elif default_path is None:
         raise ConfigError(f"{name} has no default {dataset} teacher checkpoint; set DISTILLER.TEACHER_WEIGHTS: "
@@ -69,11 +82,12 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path=""):
     elif not os.path.isfile(default_path):
         raise CheckpointError(missing_teacher_message(name, dataset, default_path))
     else:
-        model = load_weights(constructor(num_classes=num_classes), default_path)
+        model = load_weights(create_model(name, num_classes, dataset, **settings), default_path)
     return model.eval()
 
 
-def load_teacher(cfg, num_classes=None):
+def load_teacher(cfg, num_classes=None, input_size=(32, 32)):
     """Teacher named by cfg.DISTILLER.TEACHER for cfg.DATASET.TYPE, weights from
-    cfg.DISTILLER.TEACHER_WEIGHTS or the zoo default."""
-    return build_teacher(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, cfg.DISTILLER.TEACHER_WEIGHTS)
+    cfg.DISTILLER.TEACHER_WEIGHTS or the zoo default; `input_size` is the training resolution."""
+    return build_teacher(cfg.DISTILLER.TEACHER, num_classes, cfg.DATASET.TYPE, cfg.DISTILLER.TEACHER_WEIGHTS,
+                         **model_settings(cfg, "TEACHER", input_size))

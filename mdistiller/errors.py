@@ -20,3 +20,7 @@ class CheckpointError(UserError):
 
 class DataError(UserError):
     """A dataset folder is missing or malformed."""
+
+
+class OutputError(UserError):
+    """An output file or folder cannot be written (full disk, read-only folder, no permission)."""

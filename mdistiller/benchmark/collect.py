@@ -22,8 +22,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-import yaml
-
+from ..engine.run_folder import read_config
 from .events import read_scalars
 from .spec import method_label, pair_label
 from .worklog import read_worklog
@@ -82,16 +81,6 @@ def write_run_json(folder, data):
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
     os.replace(tmp, os.path.join(folder, RUN_JSON))
-
-
-def read_config(folder):
-    """The run's resolved config.yaml as nested dicts ({} if absent or unreadable)."""
-    try:
-        with open(os.path.join(folder, "config.yaml")) as f:
-            data = yaml.safe_load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, yaml.YAMLError):
-        return {}
 
 
 def count_parameters(state_dict, prefix=""):

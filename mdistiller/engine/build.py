@@ -88,7 +88,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     info = env_dist_info()
     device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
     files = RunFiles(run_folder(cfg))
-    problem = check_start(files, resume, overwrite)
+    problem = check_start(files, resume, overwrite, cfg)
     if problem:  # before reading any data (the trainer checks again, in step with every rank)
         raise CheckpointError(problem)
     check_distiller_cfg(cfg)
@@ -155,7 +155,7 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
         raise ConfigError("paired training runs in one process; start it with python, not torchrun")
     for cfg in cfgs:
         files = RunFiles(run_folder(cfg))
-        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite)
+        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite, cfg)
         if problem:  # before reading any data (the trainer checks again)
             raise CheckpointError(problem)
         check_distiller_cfg(cfg)

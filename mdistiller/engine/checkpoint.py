@@ -4,8 +4,9 @@ Reading: `torch.load(weights_only=True)` with an allow-list of the few harmless 
 mdistiller/RepDistiller files carry (argparse.Namespace for "opt", numpy scalars for
 "accuracy"). Anything else is refused with a one-line `CheckpointError`, never unpickled.
 
-Writing: temp file in the same folder, fsync, then rename, so a crash mid-write never
-destroys the previous file.
+Writing: temp file in the same folder, fsync, then rename (and fsync of the folder), so a
+crash mid-write never destroys the previous file. A write that fails (full disk, read-only
+folder) raises a one-line `OutputError` naming the path (engine/output.py).
 """
 import argparse
 import os
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from .output import fsync_folder, writing
 
 
 def _safe_globals():
@@ -123,8 +125,14 @@ _UMASK = _read_umask()
 
 
 def save_atomic(obj, path):
-    """torch.save to `path` through a temp file + rename (never a half-written `path`)."""
+    """torch.save to `path` through a temp file + fsync + rename (never a half-written `path`);
+    OutputError when it cannot be written."""
     path = os.fspath(path)
+    with writing(path):
+        _save_atomic(obj, path)
+
+
+def _save_atomic(obj, path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
@@ -135,7 +143,9 @@ def save_atomic(obj, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_folder(folder)  # the rename itself survives a power loss only once its folder is synced
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+

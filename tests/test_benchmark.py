@@ -336,7 +336,7 @@ def test_decide_skip_resume_start(tmp_path):
     # training longer (step schedule) resumes; anything that changes the result is refused
     assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.EPOCHS", 2]))[0] == "resume"
     changed = load_cfg(run.config, run.opts + ["SOLVER.LR", 0.2])
-    with pytest.raises(CheckpointError, match=r"was trained with another config \(SOLVER.LR 0.1 -> 0.2\); "
+    with pytest.raises(CheckpointError, match=r"was trained with another config \(SOLVER.LR 0.05 -> 0.2\); "
                                               r"pass --overwrite to move its outputs into .*replaced/"):
         decide(run, changed)
     assert decide(run, changed, overwrite=True)[0] == "start"

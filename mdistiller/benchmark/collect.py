@@ -123,7 +123,7 @@ def labels_from_config(config):
     if not isinstance(d, dict) or "TYPE" not in d:
         return None
     method = method_label(d["TYPE"], d.get("STACK") or [])
-    return method, pair_label(d.get("TEACHER"), d.get("STUDENT")), config.get("SEED")
+    return method, pair_label(d.get("TEACHER"), d.get("STUDENT"), d["TYPE"]), config.get("SEED")
 
 
 def labels_from_name(name):

@@ -9,7 +9,7 @@ one teacher pass per batch (engine/paired.py), each built exactly as its solo ru
 from ..distillers import build_distiller, check_distiller_cfg, get_distiller_class, teacher_required
 from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
-from .device import configure_backends, resolve_device
+from .device import configure_backends, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
@@ -96,6 +96,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     if cfg.SOLVER.CUDA_GRAPH:
         check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
     configure_backends(device, cfg.DETERMINISTIC)
+    say(slow_amp_warning(cfg.SOLVER.AMP, device), info.is_main)
     init_process_group(info, device)
     try:
         seed_everything(cfg.SEED)  # identical model initialisation on every rank
@@ -162,6 +163,8 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
         input_views(cfg)
     device = resolve_device(cfgs[0].DEVICE)
     configure_backends(device, cfgs[0].DETERMINISTIC)
+    for amp in dict.fromkeys(cfg.SOLVER.AMP for cfg in cfgs):
+        say(slow_amp_warning(amp, device), info.is_main)
     seed_everything(cfgs[0].SEED)
     runs, views, train_loader, test_loader = build_paired_runs(cfgs, info, device)
     step = SharedTeacherStep(runs, views, overlap=overlap)

@@ -38,8 +38,10 @@ def writing(path):
     except (OSError, RuntimeError) as err:
         if isinstance(err, RuntimeError) and "inline_container" not in str(err) and "write" not in str(err).lower():
             raise  # not a write failure: a bug, keep its traceback
-        raise OutputError(f"cannot write {path}: {_write_failure_reason(path, err)}; free space there or set "
-                          "LOG.PREFIX to a writable folder, then run again (with --resume to continue)") from None
+        reason = _write_failure_reason(path, err)
+        fix = "free space there or set LOG.PREFIX to another disk" if "full" in reason or "quota" in reason else \
+            "set LOG.PREFIX to a writable folder"
+        raise OutputError(f"cannot write {path}: {reason}; {fix}, then run again (with --resume to continue)") from None
 
 
 def fsync_folder(folder):

@@ -18,6 +18,10 @@ class CheckpointError(UserError):
     """A checkpoint file is missing, unreadable or unsafe."""
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file is missing, empty, truncated, foreign or unsafe to load."""
+
+
 class DataError(UserError):
     """A dataset folder is missing or malformed."""
 

@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnreadableCheckpoint
 from .output import fsync_folder, writing
 
 
@@ -38,24 +38,32 @@ def _safe_globals():
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint file without executing arbitrary pickled code."""
+    """Load a checkpoint file without executing arbitrary pickled code; a missing, empty,
+    truncated, foreign or unsafe file is one CheckpointError line naming it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise UnreadableCheckpoint(f"checkpoint {path} does not exist")
+    if os.path.getsize(path) == 0:
+        raise UnreadableCheckpoint(f"checkpoint {path} is empty (0 bytes; a write that never finished?)")
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message is several lines of advice; the useful part is the refused global's name.
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f"a pickled {found.group(1)}" if found else "objects"
-        raise CheckpointError(
-            f"checkpoint {path} holds {what} that is not safe to load; "
+        if not found:
+            raise UnreadableCheckpoint(f"checkpoint {path} is not a PyTorch checkpoint (its bytes do not unpickle)") from None
+        raise UnreadableCheckpoint(
+            f"checkpoint {path} holds a pickled {found.group(1)} that is not safe to load; "
             "re-save it with only tensors, numbers, strings and argparse.Namespace") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} could not be read ({msg}); "
+        raise UnreadableCheckpoint(f"checkpoint {path} could not be read ({_first_sentence(err)}); "
                               "the file is truncated or not a PyTorch checkpoint") from None
+
+
+def _first_sentence(err):
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(". ")[0][:160]
 
 
 def extract_state_dict(ckpt, path="checkpoint"):

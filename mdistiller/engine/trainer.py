@@ -56,6 +56,7 @@ from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .worklog import EventLog, append_best, append_epoch, trim_worklog
 
+RESUME_WAY_OUT = "resume from an intact copy (e.g. an epoch_N file copied over latest) or start over with --overwrite"
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -322,7 +323,8 @@ class StudentRun:
             if ckpt.get("scaler") and self.scaler.is_enabled():
                 self.scaler.load_state_dict(ckpt["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = f"no {err.args[0]!r} entry" if isinstance(err, KeyError) else \
+                (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise CheckpointError(f"checkpoint {path} does not fit this run ({first}); resume with the "
                                   "config the run was started with, or start over with --overwrite") from None
         self.best_acc = best_acc
@@ -338,14 +340,13 @@ def resume_fields(ckpt, path):
     file that is not a run checkpoint or holds a broken field."""
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} is not a run checkpoint (it holds a {type(ckpt).__name__}); "
-                              "resume needs the `latest` a run wrote, or start over with --overwrite")
+                              f"{RESUME_WAY_OUT}")
     epoch, best_acc = ckpt.get("epoch"), ckpt.get("best_acc")
     for name, value, ok in (("epoch", epoch, _is_number(epoch, numbers.Integral) and epoch >= 1),
                             ("best_acc", best_acc, _is_number(best_acc, numbers.Real) and math.isfinite(best_acc))):
         if not ok:
             found = "it is missing" if value is None else f"found {type(value).__name__} {value!r:.40}"
-            raise CheckpointError(f"checkpoint {path} has no valid {name!r} ({found}); resume from an intact copy "
-                                  "(e.g. an epoch_N file copied over latest) or start over with --overwrite")
+            raise CheckpointError(f"checkpoint {path} has no valid {name!r} ({found}); {RESUME_WAY_OUT}")
     return int(epoch), float(best_acc)
 
 
@@ -438,7 +439,10 @@ class Trainer:
         ckpts = {}
         for run in live:
             if os.path.isfile(run.files.latest):
-                ckpts[run] = load_checkpoint(run.files.latest)
+                try:
+                    ckpts[run] = load_checkpoint(run.files.latest)
+                except CheckpointError as err:
+                    raise CheckpointError(f"{err}; {RESUME_WAY_OUT}") from None
                 run.epoch_done = run.load_resume(ckpts[run])
         # Runs ahead of the others wait for them; the random state is that of a run behind.
         behind = min(live, key=lambda run: run.epoch_done)
@@ -462,8 +466,7 @@ class Trainer:
             restore_rng_state(rng[self.info.rank], self.train_loader, self.test_loader)
         except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError) as err:
             first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"checkpoint {path} holds a malformed RNG state ({first}); resume from an intact "
-                                  "copy (e.g. an epoch_N file copied over latest) or start over with --overwrite") from None
+            raise CheckpointError(f"checkpoint {path} holds a malformed RNG state ({first}); {RESUME_WAY_OUT}") from None
 
     # ------------------------------------------------------------------ one epoch
     def _read_stats(self, runs, epoch, iters, info=None):

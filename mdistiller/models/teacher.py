@@ -9,7 +9,7 @@ Where the weights come from, first match wins:
 import os
 
 from ..engine.checkpoint import extract_student_state_dict, load_weights
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from .registry import model_entry
 
 DEFAULT_NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000}
@@ -60,7 +60,11 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path=""):
             raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
                                   "point it to a teacher checkpoint (e.g. a run's student_best)")
         # A run's full `best`/`latest` works too: its student part is the classifier.
-        model = load_weights(constructor(num_classes=num_classes), weights_path, extract=extract_student_state_dict)
+        try:
+            model = load_weights(constructor(num_classes=num_classes), weights_path, extract=extract_student_state_dict)
+        except UnreadableCheckpoint as err:
+            raise UnreadableCheckpoint(f"{err}; point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint "
+                                       "(e.g. a run's student_best)") from None
     elif dataset == "imagenet":
         model = constructor(num_classes=num_classes, pretrained=True)
     elif default_path is None:

@@ -62,6 +62,12 @@ def parse_args(argv=None):
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     split_seeds(p, args)
+    # argparse hands everything after the first override to `opts`; these flags count there too
+    args.opts = list(args.opts or [])
+    for flag in ("--overwrite", "--quiet", "--dry-run", "--no-chart"):
+        if flag in args.opts:
+            args.opts.remove(flag)
+            setattr(args, flag[2:].replace("-", "_"), True)
     if args.methods and not args.pairs:
         p.error("--methods needs --pairs")
     return args
@@ -168,10 +174,11 @@ def main(argv=None):
         else:
             runs, counts, failures = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=args.dry_run,
                                                                                    overwrite=args.overwrite)
-            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
+            refused = f", {counts['refused']} refused (config changed; see --overwrite)" if counts["refused"] else ""
+            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete{refused}"
                   if args.dry_run else
-                  f"ran {counts['start'] + counts['resume'] - len(failures)}, skipped {counts['skip']} complete, "
-                  f"{len(failures)} failed")
+                  f"ran {counts['start'] + counts['resume'] - len(failures) + counts['refused']}, skipped "
+                  f"{counts['skip']} complete, {len(failures)} failed{refused}")
             if args.dry_run:
                 return 0
         out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))

@@ -111,13 +111,13 @@ def execute_group(members, cfgs, action, train_group=None):
 
 
 def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=None, overwrite=False):
-    """`runner.run_matrix` with paired groups: returns (runs, {"skip"/"resume"/"start": count
+    """`runner.run_matrix` with paired groups: returns (runs, {"skip"/"resume"/"start"/"refused": count
     of runs}, [(run, error message)] of failed runs, a diverged member included). A group
     that starts over moves its members' old outputs aside (engine/run_folder.py), never
     deleting them; a member whose config changed is refused unless `overwrite`."""
     runs = plan_runs(matrix)
     teachers, groups = paired_groups(runs)
-    counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
+    counts, failures = {"skip": 0, "resume": 0, "start": 0, "refused": 0}, []
     for i, run in enumerate(teachers, 1):
         run_one(run, f"[teacher {i}/{len(teachers)}]", counts, failures, dry_run, say, train, show_folder=False,
                 overwrite=overwrite)
@@ -128,6 +128,7 @@ def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=
             decided = [member_action(run, cfg, overwrite) for run, cfg in zip(members, cfgs)]
         except UserError as err:
             say(f"{head}: refused: {err}")
+            counts["refused"] += len(members)
             failures += [(run, str(err)) for run in members]
             continue
         action = group_action([a for a, _ in decided])

@@ -83,9 +83,9 @@ def execute(run, cfg, action, train=None, overwrite=False):
 
 def run_matrix(matrix, dry_run=False, say=print, train=None, overwrite=False):
     """Run (or with dry_run, only list) every planned run of `matrix`. Returns
-    (runs, {"skip"/"resume"/"start": count}, [(run, error message)] of failed or refused runs)."""
+    (runs, {"skip"/"resume"/"start"/"refused": count}, [(run, error message)] of failed or refused runs)."""
     runs = plan_runs(matrix)
-    counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
+    counts, failures = {"skip": 0, "resume": 0, "start": 0, "refused": 0}, []
     for i, run in enumerate(runs, 1):
         run_one(run, f"[{i}/{len(runs)}]", counts, failures, dry_run, say, train, show_folder=True,
                 overwrite=overwrite)
@@ -101,6 +101,7 @@ def run_one(run, head, counts, failures, dry_run, say, train, show_folder, overw
         action, reason = decide(run, cfg, overwrite)
     except UserError as err:
         say(f"{labels}: refused: {err}")
+        counts["refused"] += 1
         failures.append((run, str(err)))
         return
     counts[action] += 1

@@ -104,7 +104,7 @@ def kill_during_epochs(proc, train_seconds, rng):
     if not wait_for_training(proc):
         kill(proc)
         return False
-    deadline = time.monotonic() + rng.uniform(0.0, train_seconds)
+    deadline = time.monotonic() + rng.uniform(0.0, 0.8 * train_seconds)  # the end is mostly clean-up
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             kill(proc)
@@ -117,8 +117,9 @@ def kill_during_epochs(proc, train_seconds, rng):
 
 def kill_during_write(proc, folder, rng):
     """SIGKILL as soon as a checkpoint temp file is seen for the k-th time (k random among the
-    run's 6 writes per epoch); False when the run finished first."""
-    target, seen, last = rng.randint(1, 6 * EPOCHS), 0, set()
+    first half of the run's 6 writes per epoch: a short write can pass unseen); False when the
+    run finished first."""
+    target, seen, last = rng.randint(1, 3 * EPOCHS), 0, set()
     while proc.poll() is None:
         try:
             temps = {n for n in os.listdir(folder) if n.startswith(".tmp_")}

@@ -167,7 +167,7 @@ def test_later_checkpoints_without_latest_name_the_way_out_that_works(tmp_path):
     assert sorted(os.listdir(folder / "replaced" / "1"))[:3] == ["best", "config.yaml", "epoch_1"]
 
 
-def test_full_disk_is_one_line_and_the_run_resumes_after(tmp_path, capsys):
+def test_full_disk_is_one_line_and_leaves_no_temp_files(tmp_path, capsys):
     with tmpfs(tmp_path / "small", "size=64k") as small:
         code, _, err = run_cli(train_tool, demo_argv(small, "full", "DISTILLER.STUDENT", "resnet8"), capsys)
         assert code == 2
@@ -310,6 +310,14 @@ def test_teacher_of_another_architecture_or_class_count_is_one_line(tmp_path, ca
     one_error_line(err, f"checkpoint {path} does not fit", message, "check the architecture name and number of classes")
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished one-epoch demo run under <prefix>/p/r, trained once for the tests that damage it."""
+    prefix = tmp_path_factory.mktemp("finished")
+    assert train_tool.main(demo_argv(prefix, "r")) == 0
+    return prefix
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c.update(rng=[{"python": "junk"}]), "holds a malformed RNG state"),
     (lambda c: c.update(epoch="1"), "has no valid 'epoch' (found str '1')"),
@@ -319,8 +327,8 @@ def test_teacher_of_another_architecture_or_class_count_is_one_line(tmp_path, ca
     ("random", "is not a PyTorch checkpoint"),
     ("truncated", "could not be read"),
 ])
-def test_broken_resume_file_is_one_line_with_a_way_out(tmp_path, capsys, damage, message):
-    assert run_cli(train_tool, demo_argv(tmp_path, "r"), capsys)[0] == 0
+def test_broken_resume_file_is_one_line_with_a_way_out(finished_run, tmp_path, capsys, damage, message):
+    shutil.copytree(finished_run / "p", tmp_path / "p")
     latest = tmp_path / "p" / "r" / "latest"
     if callable(damage):
         ckpt = load_checkpoint(latest)

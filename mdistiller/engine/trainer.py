@@ -26,9 +26,14 @@ last completed epoch; an epoch interrupted midway is trained again from its star
 same random numbers, so a killed-and-resumed run ends with the same weights as an
 uninterrupted one (bit-for-bit on CPU with the same thread count and DATASET.NUM_WORKERS; on
 GPU only with DETERMINISTIC, as kernels may be non-deterministic otherwise).
+Before anything of an epoch is written, its evaluation (loss, top-1, top-5) and every parameter
+and buffer must be finite (`check_finite`); otherwise the run stops, naming the last committed
+epoch, so no checkpoint ever holds diverged weights.
 Write order per epoch: worklog + events, then student_best/best, epoch_N, student_latest and
 `latest` last, so `latest` is the commit point: every file of the epoch it names is on disk.
-A worklog block of an epoch that was logged but never committed is trimmed on resume.
+At every start the worklog keeps only the blocks of committed epochs (none for a fresh start),
+so an epoch that was logged but never committed is logged once, when it is trained again. A
+`--resume` of a folder with nothing committed (killed before its first commit) starts at epoch 1.
 """
 import math
 import numbers

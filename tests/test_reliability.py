@@ -104,6 +104,26 @@ def test_weights_that_blow_up_are_never_committed(tmp_path):
     assert (folder / "worklog.txt").read_text().count("epoch: ") == 1
 
 
+def test_paired_member_whose_weights_blow_up_is_stopped_and_the_other_goes_on(tmp_path):
+    from test_paired import paired_trainer
+    from test_trainer_support import TinyKD
+
+    cfgs = [tiny_cfg(tmp_path, "EXPERIMENT.NAME", name, "SOLVER.EPOCHS", 3) for name in ("bad", "good")]
+    trainer = paired_trainer(cfgs, [TinyKD, TinyKD])
+
+    def blow_up(epoch, iteration):
+        if epoch == 2 and iteration == 3:
+            with torch.no_grad():
+                trainer.runs[0].distiller.student.conv1.weight.fill_(float("nan"))
+
+    trainer.step_hooks.append(blow_up)
+    best = trainer.fit()
+    assert best[0] is None and best[1] >= 0
+    bad, good = tmp_path / "p" / "bad", tmp_path / "p" / "good"
+    assert (bad / "stopped.txt").read_text().startswith("non-finite values after epoch 2")
+    assert load_checkpoint(bad / "latest")["epoch"] == 1 and load_checkpoint(good / "latest")["epoch"] == 3
+
+
 # ------------------------------------------------------------------ 2. the benchmark deletes nothing
 def test_benchmark_refuses_a_changed_config_and_overwrite_moves_it_aside(tmp_path, capsys):
     config = tmp_path / "v.yaml"

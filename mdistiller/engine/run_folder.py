@@ -176,7 +176,8 @@ def check_start(files, resume, overwrite, cfg=None):
         if not resume:
             return (f"output folder {folder} already holds checkpoints ({_shown(present)}); pass --resume to continue "
                     f"that run, {aside}, or choose another EXPERIMENT.NAME")
-        changes = config_changes(read_config(folder), cfg) if cfg is not None and read_config(folder) else []
+        saved = read_config(folder) if cfg is not None else {}
+        changes = config_changes(saved, cfg) if saved else []  # mdistiller's own folders have no config.yaml
         if changes:
             return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); resume with the "
                     f"run's own config (--cfg {files.config} --resume), or pass {aside}")

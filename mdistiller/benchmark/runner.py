@@ -7,9 +7,9 @@ Resumable: before each run its folder is inspected (`decide`):
            resume aside: engine/run_folder.py SAFE_ON_RESUME);
   resume   a `latest` checkpoint of the same config exists: continue after its epoch;
   start    no folder, or no committed epoch (no `latest`).
-A folder whose config differs from the run's is refused (a failed run, one line naming the
-keys) unless `overwrite` (--overwrite) is given: then its outputs are moved into
-`<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
+A folder with checkpoints whose config differs from the run's is refused (a failed run, one
+line naming the keys) unless `overwrite` (--overwrite) is given: then its outputs are moved
+into `<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
 So a benchmark that was interrupted, or extended by more seeds or methods, only trains what
 is missing, and running it again trains nothing.
 
@@ -19,7 +19,7 @@ config and overrides, the status and the training wall time (summed over resumed
 import os
 import time
 
-from ..engine.run_folder import REPLACED, config_changes, describe_changes, read_config
+from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
@@ -33,6 +33,8 @@ def decide(run, cfg, overwrite=False):
         return "start", "new"
     saved = read_config(folder)
     changes = config_changes(saved, cfg) if saved else []
+    if changes and not RunFiles(folder).checkpoints():  # e.g. it diverged in epoch 1: nothing to keep
+        return "start", f"its config changed ({describe_changes(changes)}) and no checkpoint was written: starting over"
     if changes:
         if not overwrite:
             raise CheckpointError(f"{folder} was trained with another config ({describe_changes(changes)}); pass "

@@ -283,6 +283,13 @@ def merge_file(cfg, path):
             data = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML with --cfg") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file in it with --cfg") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (a binary file?); pass a YAML config with --cfg") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read ({err.strerror or err}); pass a readable YAML "
+                          "with --cfg") from None
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
@@ -354,6 +361,10 @@ CHOICES = {
 }
 
 
+# numpy takes seeds below 2**32; per-rank and per-epoch offsets are added to SEED (engine/seeding.py)
+MAX_SEED = 2**31 - 1
+
+
 def _get(cfg, dotted):
     node = cfg
     for part in dotted.split("."):
@@ -375,7 +386,7 @@ def validate_cfg(cfg):
     dev = cfg.DEVICE
     _require(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
              f"config key DEVICE is {dev!r}; choose auto, cpu, cuda or cuda:N")
-    _require(cfg.SEED >= 0, f"config key SEED is {cfg.SEED}; use a non-negative integer")
+    _require(0 <= cfg.SEED <= MAX_SEED, f"config key SEED is {cfg.SEED}; use a whole number from 0 to {MAX_SEED}")
     s = cfg.SOLVER
     _require(s.EPOCHS >= 1, f"config key SOLVER.EPOCHS is {s.EPOCHS}; it must be at least 1")
     _require(s.BATCH_SIZE >= 1, f"config key SOLVER.BATCH_SIZE is {s.BATCH_SIZE}; it must be at least 1")

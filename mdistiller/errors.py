@@ -18,5 +18,13 @@ class CheckpointError(UserError):
     """A checkpoint file is missing, unreadable or unsafe."""
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file is missing, empty, truncated, foreign or unsafe to load."""
+
+
 class DataError(UserError):
     """A dataset folder is missing or malformed."""
+
+
+class OutputError(UserError):
+    """An output file or folder cannot be written (full disk, read-only folder, no permission)."""

@@ -18,7 +18,7 @@ from mdistiller.benchmark.spec import load_matrix, matrix_from_names, plan_runs,
 from mdistiller.benchmark.summary import mean_std
 from mdistiller.config import dump_cfg, load_cfg
 from mdistiller.engine.worklog import append_best, append_epoch
-from mdistiller.errors import ConfigError
+from mdistiller.errors import CheckpointError, ConfigError
 
 RULE = "-" * 25
 
@@ -325,7 +325,10 @@ def test_decide_skip_resume_start(tmp_path):
     write_worklog(folder, [50.0], finished=False)
     with open(os.path.join(folder, "config.yaml"), "w") as f:
         f.write(dump_cfg(cfg))
-    assert decide(run, cfg) == ("start", "no checkpoint: starting over")
+    assert decide(run, cfg) == ("start", "no committed epoch: starting over")
+    # a changed config with no checkpoint written (e.g. diverged in epoch 1): nothing to protect
+    assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.LR", 0.2]))[1] == \
+        "its config changed (SOLVER.LR 0.05 -> 0.2) and no checkpoint was written: starting over"
     torch.save({}, os.path.join(folder, "latest"))
     assert decide(run, cfg) == ("resume", "resuming after epoch 1")
     append_best(os.path.join(folder, "worklog.txt"), 50.0)
@@ -333,6 +336,10 @@ def test_decide_skip_resume_start(tmp_path):
     assert decide(run, cfg) == ("skip", "complete")
     # logging knobs do not matter; anything that changes the result does
     assert decide(run, load_cfg(run.config, run.opts + ["LOG.QUIET", True]))[0] == "skip"
+    # training longer (step schedule) resumes; anything that changes the result is refused
+    assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.EPOCHS", 2]))[0] == "resume"
     changed = load_cfg(run.config, run.opts + ["SOLVER.LR", 0.2])
-    assert decide(run, changed) == ("start", "its config changed: starting over")
-    assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.EPOCHS", 2]))[0] == "start"
+    with pytest.raises(CheckpointError, match=r"was trained with another config \(SOLVER.LR 0.05 -> 0.2\); "
+                                              r"pass --overwrite to move its outputs into .*replaced/"):
+        decide(run, changed)
+    assert decide(run, changed, overwrite=True)[0] == "start"

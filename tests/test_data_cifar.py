@@ -190,7 +190,7 @@ def test_missing_dataset_message(tmp_path):
     assert "\n" not in msg
     for part in ("CIFAR-100 not found under DATASET.ROOT=", "nowhere/cifar-100-python", "nowhere/{train,test}",
                  "nowhere/cifar100/{train,test}", "cifar-100-python/ pickles", "train/<class>/*.png",
-                 "DATASET.DOWNLOAD True", "needs network access", "cifar100-png.tar.gz.part*"):
+                 "DATASET.DOWNLOAD True", "needs network access", "https://www.cs.toronto.edu/~kriz/cifar.html"):
         assert part in msg, part
 
 

@@ -133,7 +133,7 @@ def test_paired_matrix_end_to_end(tiny_configs):
     matrix = matrix_from_configs(paths, [0, 1], "pb")
     said = []
     runs, counts, failures = run_paired_matrix(matrix, say=said.append)
-    assert (counts, failures) == ({"skip": 0, "resume": 0, "start": 4}, [])
+    assert (counts, failures) == ({"skip": 0, "resume": 0, "start": 4, "refused": 0}, [])
     assert [line.split(":")[0] for line in said] == ["[group 1/2] resnet8 -> resnet8 | seed 0",
                                                      "[group 2/2] resnet8 -> resnet8 | seed 1"]
     metas = [read_run_json(r.folder) for r in runs]
@@ -142,7 +142,7 @@ def test_paired_matrix_end_to_end(tiny_configs):
     diffs, paths_out = write_paired_report(collect_matrix(runs), out)
     assert [(d.method, d.baseline, d.seeds) for d in diffs] == [("KD", "Vanilla", [0, 1])]
     # nothing left to train the second time
-    assert run_paired_matrix(matrix, say=said.append)[1] == {"skip": 4, "resume": 0, "start": 0}
+    assert run_paired_matrix(matrix, say=said.append)[1] == {"skip": 4, "resume": 0, "start": 0, "refused": 0}
 
 
 def test_bench_paired_cli(tiny_configs, tmp_path, capsys):

@@ -1,4 +1,5 @@
 """The training loop end to end on tiny models and data (CPU): outputs, formats, guard rails."""
+import errno
 import glob
 import os
 import re
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader
 from mdistiller.config import load_cfg
 from mdistiller.engine import trainer as trainer_module
 from mdistiller.engine.checkpoint import load_checkpoint, load_weights
-from mdistiller.errors import CheckpointError
+from mdistiller.errors import CheckpointError, OutputError
 from test_trainer_support import TinyData, TinyKD, TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
 
 OUTPUTS = ["best", "config.yaml", "epoch_1", "epoch_2", "latest", "student_1", "student_2", "student_best",
@@ -177,12 +178,12 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monke
     def failing_save(obj, f, *args, **kwargs):
         if os.path.basename(temp_paths[-1]).startswith(".tmp_latest"):
             f.write(b"half a checkpoint")
-            raise OSError("No space left on device")
+            raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", recording_mkstemp)
     monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match=r"cannot write .*latest: the disk is full"):
         tiny_trainer(tiny_cfg(tmp_path, "SOLVER.EPOCHS", 2)).fit(resume=True)
     monkeypatch.setattr(torch, "save", real_save)
     folder = run_dir(cfg)

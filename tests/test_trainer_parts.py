@@ -173,8 +173,9 @@ def test_run_folder_start_rules(tmp_path):
     assert "already holds checkpoints (epoch_40, latest, student_best)" in msg and "--overwrite" in msg
     assert check_start(files, resume=True, overwrite=False) is None
     assert "contradict" in check_start(files, resume=True, overwrite=True)
-    make_ready(files, overwrite=True)
-    assert sorted(os.listdir(files.folder)) == ["notes.txt"]  # only the run's own outputs are deleted
+    assert make_ready(files, overwrite=True) == files.path(os.path.join("replaced", "1"))
+    assert sorted(os.listdir(files.folder)) == ["notes.txt", "replaced"]  # only the run's own outputs move
+    assert sorted(os.listdir(files.path("replaced/1"))) == ["epoch_40", "latest", "student_best"]  # none deleted
 
 
 def test_atomic_save_gives_normal_file_permissions(tmp_path):

@@ -15,7 +15,9 @@
     python tools/benchmark.py --report-only --paper --methods KD DKD MLKD SLD --pairs res32x4_res8x4 --seeds 0 1 2
 
 Runs that are complete are skipped and interrupted ones resumed, so the same command can be
-repeated or extended; --dry-run lists what would run. Results: results.md (papers' layout),
+repeated or extended; --dry-run lists what would run. A run whose folder was trained with another
+config is refused unless --overwrite is given, which moves its old outputs into
+<run folder>/replaced/N/ (nothing is deleted). Results: results.md (papers' layout),
 results.csv (one row per run), results.json and results.png in --out (default: the project's
 output folder). Trailing KEY VALUE pairs override every run's config, as for tools/train.py.
 Exit codes: 0 done, 1 some runs failed, 2 bad input (one `error: ...` line).
@@ -46,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="list the runs and what would happen; train nothing")
     p.add_argument("--report-only", action="store_true", help="train nothing; tables from the folders present")
     p.add_argument("--quiet", action="store_true", help="no progress bars (LOG.QUIET)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="runs whose folder was trained with another config start over; their old outputs are "
+                        "moved into <run folder>/replaced/N/ (without it such runs are refused)")
     p.add_argument("--no-chart", action="store_true", help="skip results.png")
     p.add_argument("--paper", action="store_true", help="also paper.md: the published numbers beside ours, with "
                                                         "deltas (mdistiller/benchmark/paper_results.json)")
@@ -57,6 +62,12 @@ def parse_args(argv=None):
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     split_seeds(p, args)
+    # argparse hands everything after the first override to `opts`; these flags count there too
+    args.opts = list(args.opts or [])
+    for flag in ("--overwrite", "--quiet", "--dry-run", "--no-chart"):
+        if flag in args.opts:
+            args.opts.remove(flag)
+            setattr(args, flag[2:].replace("-", "_"), True)
     if args.methods and not args.pairs:
         p.error("--methods needs --pairs")
     return args
@@ -161,11 +172,13 @@ def main(argv=None):
         if args.report_only:
             runs = plan_runs(matrix)
         else:
-            runs, counts, failures = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=args.dry_run)
-            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
+            runs, counts, failures = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=args.dry_run,
+                                                                                   overwrite=args.overwrite)
+            refused = f", {counts['refused']} refused (config changed; see --overwrite)" if counts["refused"] else ""
+            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete{refused}"
                   if args.dry_run else
-                  f"ran {counts['start'] + counts['resume'] - len(failures)}, skipped {counts['skip']} complete, "
-                  f"{len(failures)} failed")
+                  f"ran {counts['start'] + counts['resume'] - len(failures) + counts['refused']}, skipped "
+                  f"{counts['skip']} complete, {len(failures)} failed{refused}")
             if args.dry_run:
                 return 0
         out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))

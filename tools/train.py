@@ -6,7 +6,8 @@
     python tools/train.py --cfg configs/cifar100/kd/res32x4_res8x4.yaml --logit-stand --base-temp 2 --kd-weight 9
 
 Outputs go to <LOG.PREFIX>/<EXPERIMENT.PROJECT>/<EXPERIMENT.NAME or TAG>/. A folder that already
-holds checkpoints is only reused with --resume (continue) or --overwrite (start over).
+holds checkpoints is only reused with --resume (continue, same config) or --overwrite (start
+over; the old outputs are moved into <run folder>/replaced/N/, never deleted).
 Bad input (config, paths, checkpoints) prints one `error: ...` line and exits with code 2.
 """
 import argparse
@@ -45,7 +46,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser("training for knowledge distillation.")
     parser.add_argument("--cfg", type=str, default="", help="YAML config (mdistiller format)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its `latest` checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="delete the run folder's old outputs first")
+    parser.add_argument("--overwrite", action="store_true", help="start over: move the run folder's old outputs into replaced/N/ first")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch (LOG.QUIET)")
     parser.add_argument("--logit-stand", action="store_true",
                         help="logit standardization (EXPERIMENT.LOGIT_STAND) with --base-temp and --kd-weight")

@@ -22,8 +22,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-import yaml
-
+from ..engine.run_folder import read_config
 from .events import read_scalars
 from .spec import method_label, pair_label
 from .worklog import read_worklog
@@ -84,16 +83,6 @@ def write_run_json(folder, data):
     os.replace(tmp, os.path.join(folder, RUN_JSON))
 
 
-def read_config(folder):
-    """The run's resolved config.yaml as nested dicts ({} if absent or unreadable)."""
-    try:
-        with open(os.path.join(folder, "config.yaml")) as f:
-            data = yaml.safe_load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, yaml.YAMLError):
-        return {}
-
-
 def count_parameters(state_dict, prefix=""):
     """Learnable parameters in a state dict (BatchNorm running statistics excluded), optionally
     only the keys under `prefix` (e.g. "teacher."); DataParallel's "module." is ignored."""
@@ -135,7 +124,7 @@ def labels_from_config(config):
         return None
     logit_stand = (config.get("EXPERIMENT") or {}).get("LOGIT_STAND", False)
     method = method_label(d["TYPE"], d.get("STACK") or [], logit_stand)
-    return method, pair_label(d.get("TEACHER"), d.get("STUDENT")), config.get("SEED")
+    return method, pair_label(d.get("TEACHER"), d.get("STUDENT"), d["TYPE"]), config.get("SEED")
 
 
 def labels_from_name(name):

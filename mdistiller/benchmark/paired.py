@@ -36,12 +36,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-import yaml
-
-from ..config import dump_cfg
+from ..engine.run_folder import config_changes, read_config
 from ..errors import ConfigError, UserError
-from .collect import read_config, read_run_json, write_run_json
-from .runner import comparable, decide, earlier_wall_time, run_meta, run_one
+from .collect import read_run_json, write_run_json
+from .runner import decide, earlier_wall_time, run_meta, run_one
 from .spec import TEACHER_ROLE, plan_runs
 from .summary import mean_std
 
@@ -59,16 +57,16 @@ def paired_groups(runs):
     return teachers, list(groups.values())
 
 
-def member_action(run, cfg):
+def member_action(run, cfg, overwrite=False):
     """(action, reason) of one member: decide()'s, or "stopped" for a member whose loss
     diverged in an earlier attempt with this same config."""
     from ..engine.trainer import stopped_reason
 
     reason = stopped_reason(run.folder)
     saved = read_config(run.folder)
-    if reason and saved and comparable(saved) == comparable(yaml.safe_load(dump_cfg(cfg))):
+    if reason and saved and not config_changes(saved, cfg):
         return "stopped", f"stopped earlier ({reason})"
-    return decide(run, cfg)
+    return decide(run, cfg, overwrite)
 
 
 def group_action(actions):
@@ -112,20 +110,29 @@ def execute_group(members, cfgs, action, train_group=None):
             write_run_json(run.folder, meta)
 
 
-def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=None):
-    """`runner.run_matrix` with paired groups: returns (runs, {"skip"/"resume"/"start": count
-    of runs}, [(run, error message)] of failed runs, a diverged member included)."""
+def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=None, overwrite=False):
+    """`runner.run_matrix` with paired groups: returns (runs, {"skip"/"resume"/"start"/"refused": count
+    of runs}, [(run, error message)] of failed runs, a diverged member included). A group
+    that starts over moves its members' old outputs aside (engine/run_folder.py), never
+    deleting them; a member whose config changed is refused unless `overwrite`."""
     runs = plan_runs(matrix)
     teachers, groups = paired_groups(runs)
-    counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
+    counts, failures = {"skip": 0, "resume": 0, "start": 0, "refused": 0}, []
     for i, run in enumerate(teachers, 1):
-        run_one(run, f"[teacher {i}/{len(teachers)}]", counts, failures, dry_run, say, train, show_folder=False)
+        run_one(run, f"[teacher {i}/{len(teachers)}]", counts, failures, dry_run, say, train, show_folder=False,
+                overwrite=overwrite)
     for i, members in enumerate(groups, 1):
         cfgs = [run.cfg() for run in members]
-        decided = [member_action(run, cfg) for run, cfg in zip(members, cfgs)]
+        head = f"[group {i}/{len(groups)}] {members[0].pair} | seed {members[0].seed}"
+        try:
+            decided = [member_action(run, cfg, overwrite) for run, cfg in zip(members, cfgs)]
+        except UserError as err:
+            say(f"{head}: refused: {err}")
+            counts["refused"] += len(members)
+            failures += [(run, str(err)) for run in members]
+            continue
         action = group_action([a for a, _ in decided])
         counts[action] += len(members)
-        head = f"[group {i}/{len(groups)}] {members[0].pair} | seed {members[0].seed}"
         say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
         if dry_run or action == "skip":
             continue

@@ -3,10 +3,13 @@ tools/train.py calls), in this process, one after the other.
 
 Resumable: before each run its folder is inspected (`decide`):
   skip     the worklog ends with `best_acc` after the configured number of epochs, and the
-           folder's config.yaml matches the run's config (LOG.* and loader knobs aside);
+           folder's config.yaml matches the run's config (the keys that are safe to change on
+           resume aside: engine/run_folder.py SAFE_ON_RESUME);
   resume   a `latest` checkpoint of the same config exists: continue after its epoch;
-  start    nothing usable (no folder, no checkpoint, or a different config): start over,
-           deleting the folder's old outputs.
+  start    no folder, or no committed epoch (no `latest`).
+A folder with checkpoints whose config differs from the run's is refused (a failed run, one
+line naming the keys) unless `overwrite` (--overwrite) is given: then its outputs are moved
+into `<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
 So a benchmark that was interrupted, or extended by more seeds or methods, only trains what
 is missing, and running it again trains nothing.
 
@@ -16,44 +19,34 @@ config and overrides, the status and the training wall time (summed over resumed
 import os
 import time
 
-import yaml
-
-from ..config import dump_cfg
-from ..errors import UserError
-from .collect import read_config, read_run, read_run_json, write_run_json
+from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
+from ..errors import CheckpointError, UserError
+from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
 from .worklog import read_worklog
 
-# Keys that change how a run is logged or loaded, not what it computes.
-NOT_COMPARED = ("LOG", "DATASET.NUM_WORKERS", "DATASET.CACHE_DIR")
-
-
-def comparable(config):
-    """A config dict without the NOT_COMPARED keys."""
-    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
-    for key in NOT_COMPARED:
-        section, _, name = key.partition(".")
-        if not name:
-            config.pop(section, None)
-        elif isinstance(config.get(section), dict):
-            config[section].pop(name, None)
-    return config
-
-
-def decide(run, cfg):
-    """(action, reason) for one run: action is "skip", "resume" or "start" (module docstring)."""
+def decide(run, cfg, overwrite=False):
+    """(action, reason) for one run: action is "skip", "resume" or "start" (module docstring).
+    CheckpointError when the folder's config differs and `overwrite` is False."""
     folder = run.folder
     if not os.path.isdir(folder):
         return "start", "new"
     saved = read_config(folder)
-    if saved and comparable(saved) != comparable(yaml.safe_load(dump_cfg(cfg))):
-        return "start", "its config changed: starting over"
+    changes = config_changes(saved, cfg) if saved else []
+    if changes and not RunFiles(folder).checkpoints():  # e.g. it diverged in epoch 1: nothing to keep
+        return "start", f"its config changed ({describe_changes(changes)}) and no checkpoint was written: starting over"
+    if changes:
+        if not overwrite:
+            raise CheckpointError(f"{folder} was trained with another config ({describe_changes(changes)}); pass "
+                                  f"--overwrite to move its outputs into {os.path.join(folder, REPLACED)}/ and start "
+                                  "over, or run it with the config it was trained with")
+        return "start", f"its config changed ({describe_changes(changes)}): old outputs moved aside, starting over"
     log = read_worklog(os.path.join(folder, "worklog.txt"))
     if log.finished and log.last_epoch >= cfg.SOLVER.EPOCHS and os.path.isfile(os.path.join(folder, "student_best")):
         return "skip", "complete"
     if os.path.isfile(os.path.join(folder, "latest")):
         return "resume", f"resuming after epoch {log.last_epoch}"
-    return "start", "no checkpoint: starting over"
+    return "start", "no committed epoch: starting over"
 
 
 def earlier_wall_time(run, action):
@@ -68,15 +61,16 @@ def run_meta(run, **extra):
             "config": run.config, "opts": list(run.opts), "status": "failed", **extra}
 
 
-def execute(run, cfg, action, train=None):
-    """Train one run (resume or start over) and record run.json; UserErrors propagate."""
+def execute(run, cfg, action, train=None, overwrite=False):
+    """Train one run (resume or start over; with `overwrite` old outputs are moved aside) and
+    record run.json; UserErrors propagate."""
     if train is None:
         from ..engine.build import train
     earlier = earlier_wall_time(run, action)
     meta = run_meta(run)
     start = time.perf_counter()
     try:
-        train(cfg, resume=action == "resume", overwrite=action == "start")
+        train(cfg, resume=action == "resume", overwrite=overwrite and action == "start")
         meta["status"] = "complete"
     except KeyboardInterrupt:
         meta["status"] = "interrupted"
@@ -89,28 +83,35 @@ def execute(run, cfg, action, train=None):
         write_run_json(run.folder, meta)
 
 
-def run_matrix(matrix, dry_run=False, say=print, train=None):
+def run_matrix(matrix, dry_run=False, say=print, train=None, overwrite=False):
     """Run (or with dry_run, only list) every planned run of `matrix`. Returns
-    (runs, {"skip"/"resume"/"start": count}, [(run, error message)] of failed runs)."""
+    (runs, {"skip"/"resume"/"start"/"refused": count}, [(run, error message)] of failed or refused runs)."""
     runs = plan_runs(matrix)
-    counts, failures = {"skip": 0, "resume": 0, "start": 0}, []
+    counts, failures = {"skip": 0, "resume": 0, "start": 0, "refused": 0}, []
     for i, run in enumerate(runs, 1):
-        run_one(run, f"[{i}/{len(runs)}]", counts, failures, dry_run, say, train, show_folder=True)
+        run_one(run, f"[{i}/{len(runs)}]", counts, failures, dry_run, say, train, show_folder=True,
+                overwrite=overwrite)
     return runs, counts, failures
 
 
-def run_one(run, head, counts, failures, dry_run, say, train, show_folder):
+def run_one(run, head, counts, failures, dry_run, say, train, show_folder, overwrite=False):
     """Decide, report (prefixed by `head`) and unless skipped or dry-run train one run; counts
-    its action and appends (run, message) to `failures` when a UserError stops it."""
+    its action and appends (run, message) to `failures` when a UserError refuses or stops it."""
     cfg = run.cfg()
-    action, reason = decide(run, cfg)
+    labels = f"{head} {run.method} | {run.pair} | seed {run.seed}"
+    try:
+        action, reason = decide(run, cfg, overwrite)
+    except UserError as err:
+        say(f"{labels}: refused: {err}")
+        counts["refused"] += 1
+        failures.append((run, str(err)))
+        return
     counts[action] += 1
-    say(f"{head} {run.method} | {run.pair} | seed {run.seed}: {reason}"
-        + (f" ({run.folder})" if show_folder and (dry_run or action != "skip") else ""))
+    say(f"{labels}: {reason}" + (f" ({run.folder})" if show_folder and (dry_run or action != "skip") else ""))
     if dry_run or action == "skip":
         return
     try:
-        execute(run, cfg, action, train)
+        execute(run, cfg, action, train, overwrite)
     except UserError as err:
         say(f"{head} failed: {err}")
         failures.append((run, str(err)))

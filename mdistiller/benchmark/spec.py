@@ -43,7 +43,7 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-from ..config import load_cfg
+from ..config import get_cfg_defaults, load_cfg
 from ..errors import ConfigError
 
 TEACHER_ROLE = "teacher"
@@ -113,14 +113,20 @@ def method_label(distiller, stack=(), logit_stand=False):
     return "+".join([distiller, *stack]) + ("_LS" if logit_stand else "")
 
 
-def pair_label(teacher, student):
+def pair_label(teacher, student, distiller=None):
+    """Column label "teacher -> student". A run without a teacher (DISTILLER.TYPE NONE) that
+    names none but the default one is labelled by its student alone: the default teacher name
+    was never chosen for it (a vanilla baseline meant for a pair's column names that teacher)."""
+    if distiller == "NONE" and teacher == get_cfg_defaults().DISTILLER.TEACHER and teacher != student:
+        return f"{student} (no teacher)"
     return f"{teacher} -> {student}"
 
 
 def cfg_labels(cfg):
     """(row, column) labels of a config."""
     d = cfg.DISTILLER
-    return method_label(d.TYPE, d.STACK, cfg.EXPERIMENT.LOGIT_STAND), pair_label(d.TEACHER, d.STUDENT)
+    return (method_label(d.TYPE, d.STACK, cfg.EXPERIMENT.LOGIT_STAND),
+            pair_label(d.TEACHER, d.STUDENT, d.TYPE))
 
 
 # ---------------------------------------------------------------- building a Matrix

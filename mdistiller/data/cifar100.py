@@ -26,8 +26,9 @@ IMAGE_SHAPE = (32, 32, 3)
 SPLITS = ("train", "test")
 LAYOUTS = ("the official cifar-100-python/ pickles (train, test, meta), or image folders train/<class>/*.png "
            "and test/<class>/*.png with 100 class folders of 32x32 images (also inside cifar100/)")
-HOW_TO_GET = ("set DATASET.DOWNLOAD True to let torchvision download it (needs network access), or unpack the "
-              "project's archive there: cat ../shared/data/cifar100/cifar100-png.tar.gz.part* | tar xz -C <ROOT>")
+HOW_TO_GET = ("set DATASET.DOWNLOAD True to let torchvision download it (needs network access), or download "
+              "the python version from https://www.cs.toronto.edu/~kriz/cifar.html, unpack it and set DATASET.ROOT "
+              "to the folder holding cifar-100-python/")
 
 
 class CifarArrays(NamedTuple):

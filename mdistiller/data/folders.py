@@ -82,6 +82,8 @@ _READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionB
 
 def _unreadable(path, err):
     reason = (str(err).splitlines() or [""])[0]
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return DataError(f"image {path} is empty (0 bytes); replace or delete it")
     return DataError(f"image {path} cannot be read ({type(err).__name__}: {reason}); replace or delete it")
 
 

@@ -7,6 +7,7 @@ augmentations of a run repeat exactly for a given SEED, number of workers and wo
 With NUM_WORKERS 0 the augmentations use the main process's generators (seeded by the trainer).
 """
 import importlib
+import logging
 import math
 import random
 
@@ -26,6 +27,7 @@ BUILDERS = {
     "imagefolder": imagefolder.build,
     "demo": demo.build,  # digits bundled in an installed package (demo.py)
 }
+log = logging.getLogger(__name__)
 TRAIN, TEST = 0, 1  # roles: keep the train and test streams (generators, subsets) apart
 
 
@@ -40,6 +42,18 @@ def select_views(cfg, supported):
     return min(supported)
 
 
+def _subset(source, wanted, seed, role):
+    """DATASET.TRAIN/TEST_SUBSET applied; a subset as large as the data is all of it (said once)."""
+    if not wanted:
+        return source
+    split = ("train", "test")[role]
+    if wanted >= len(source.labels):
+        log.warning("warning: DATASET.%s_SUBSET %d is not smaller than the %d %s images; using all of them",
+                    split.upper(), wanted, len(source.labels), split)
+        return source
+    return source.subset(stratified_subset(source.labels, wanted, seed, role))
+
+
 def build_sources(cfg):
     """(train source, test source, classes, view spec), with DATASET.TRAIN/TEST_SUBSET applied."""
     d = cfg.DATASET
@@ -47,10 +61,8 @@ def build_sources(cfg):
         raise ConfigError(f"config key DATASET.TYPE is {d.TYPE!r}, which this installation cannot load; "
                           f"choose one of {', '.join(BUILDERS)}")
     train, test, classes, spec = BUILDERS[d.TYPE](cfg)
-    if d.TRAIN_SUBSET:
-        train = train.subset(stratified_subset(train.labels, d.TRAIN_SUBSET, cfg.SEED, TRAIN))
-    if d.TEST_SUBSET:
-        test = test.subset(stratified_subset(test.labels, d.TEST_SUBSET, cfg.SEED, TEST))
+    train = _subset(train, d.TRAIN_SUBSET, cfg.SEED, TRAIN)
+    test = _subset(test, d.TEST_SUBSET, cfg.SEED, TEST)
     return train, test, classes, spec
 
 

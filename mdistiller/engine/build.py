@@ -12,7 +12,7 @@ from ..distillers import build_distiller, check_distiller_cfg, get_distiller_cla
 from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import extract_student_state_dict, load_weights
-from .device import configure_backends, resolve_device
+from .device import configure_backends, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
@@ -106,7 +106,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     info = env_dist_info()
     device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
     files = RunFiles(run_folder(cfg))
-    problem = check_start(files, resume, overwrite)
+    problem = check_start(files, resume, overwrite, cfg)
     if problem:  # before reading any data (the trainer checks again, in step with every rank)
         raise CheckpointError(problem)
     check_distiller_cfg(cfg)
@@ -114,6 +114,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     if cfg.SOLVER.CUDA_GRAPH:
         check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
     configure_backends(device, cfg.DETERMINISTIC)
+    say(slow_amp_warning(cfg.SOLVER.AMP, device), info.is_main)
     init_process_group(info, device)
     try:
         seed_everything(cfg.SEED)  # identical model initialisation on every rank
@@ -175,13 +176,15 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
         raise ConfigError("paired training runs in one process; start it with python, not torchrun")
     for cfg in cfgs:
         files = RunFiles(run_folder(cfg))
-        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite)
+        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite, cfg)
         if problem:  # before reading any data (the trainer checks again)
             raise CheckpointError(problem)
         check_distiller_cfg(cfg)
         input_views(cfg)
     device = resolve_device(cfgs[0].DEVICE)
     configure_backends(device, cfgs[0].DETERMINISTIC)
+    for amp in dict.fromkeys(cfg.SOLVER.AMP for cfg in cfgs):
+        say(slow_amp_warning(amp, device), info.is_main)
     seed_everything(cfgs[0].SEED)
     runs, views, train_loader, test_loader = build_paired_runs(cfgs, info, device)
     step = SharedTeacherStep(runs, views, overlap=overlap)

@@ -5,8 +5,9 @@ mdistiller/RepDistiller files carry (argparse.Namespace for "opt", numpy scalars
 "accuracy"). Anything else is refused with a one-line `CheckpointError`, never unpickled. A `.safetensors`
 file (tensors only, no pickle at all) is read with the safetensors package as a bare state dict.
 
-Writing: temp file in the same folder, fsync, then rename, so a crash mid-write never
-destroys the previous file.
+Writing: temp file in the same folder, fsync, then rename (and fsync of the folder), so a
+crash mid-write never destroys the previous file. A write that fails (full disk, read-only
+folder) raises a one-line `OutputError` naming the path (engine/output.py).
 """
 import argparse
 import os
@@ -17,7 +18,8 @@ import tempfile
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnreadableCheckpoint
+from .output import fsync_folder, writing
 
 
 def _safe_globals():
@@ -37,10 +39,13 @@ def _safe_globals():
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint file without executing arbitrary pickled code."""
+    """Load a checkpoint file without executing arbitrary pickled code; a missing, empty,
+    truncated, foreign or unsafe file is one CheckpointError line naming it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise UnreadableCheckpoint(f"checkpoint {path} does not exist")
+    if os.path.getsize(path) == 0:
+        raise UnreadableCheckpoint(f"checkpoint {path} is empty (0 bytes; a write that never finished?)")
     if path.endswith(".safetensors"):
         return load_safetensors(path, map_location)
     try:
@@ -49,13 +54,13 @@ def load_checkpoint(path, map_location="cpu"):
     except pickle.UnpicklingError as err:
         # torch's message is several lines of advice; the useful part is the refused global's name.
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f"a pickled {found.group(1)}" if found else "objects"
-        raise CheckpointError(
-            f"checkpoint {path} holds {what} that is not safe to load; "
+        if not found:
+            raise UnreadableCheckpoint(f"checkpoint {path} is not a PyTorch checkpoint (its bytes do not unpickle)") from None
+        raise UnreadableCheckpoint(
+            f"checkpoint {path} holds a pickled {found.group(1)} that is not safe to load; "
             "re-save it with only tensors, numbers, strings and argparse.Namespace") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} could not be read ({msg}); "
+        raise UnreadableCheckpoint(f"checkpoint {path} could not be read ({_first_sentence(err)}); "
                               "the file is truncated or not a PyTorch checkpoint") from None
 
 
@@ -69,9 +74,13 @@ def load_safetensors(path, map_location="cpu"):
     try:
         return load_file(path, device=str(map_location))
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for bad headers
-        msg = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise CheckpointError(f"checkpoint {path} could not be read as safetensors ({msg}); "
-                              "the file is truncated or not a .safetensors file") from None
+        raise UnreadableCheckpoint(f"checkpoint {path} could not be read as safetensors ({_first_sentence(err)}); "
+                                   "the file is truncated or not a .safetensors file") from None
+
+
+def _first_sentence(err):
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(". ")[0][:160]
 
 
 def extract_state_dict(ckpt, path="checkpoint"):
@@ -141,8 +150,14 @@ _UMASK = _read_umask()
 
 
 def save_atomic(obj, path):
-    """torch.save to `path` through a temp file + rename (never a half-written `path`)."""
+    """torch.save to `path` through a temp file + fsync + rename (never a half-written `path`);
+    OutputError when it cannot be written."""
     path = os.fspath(path)
+    with writing(path):
+        _save_atomic(obj, path)
+
+
+def _save_atomic(obj, path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
@@ -153,7 +168,9 @@ def save_atomic(obj, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_folder(folder)  # the rename itself survives a power loss only once its folder is synced
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+

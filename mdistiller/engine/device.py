@@ -85,3 +85,11 @@ def compile_networks(distiller):
         net = getattr(distiller, name, None)
         if net is not None:
             net.compile()
+
+
+def slow_amp_warning(amp, device):
+    """A one-line warning for a legitimate but slow SOLVER.AMP choice on `device`, else None."""
+    if amp == "fp16" and device.type == "cpu":
+        return ("warning: SOLVER.AMP fp16 on a CPU is very slow (CPUs lack fast fp16 kernels); use SOLVER.AMP bf16 "
+                "or none there")
+    return None

@@ -28,8 +28,8 @@ class Bar:
 
 
 def say(message, enabled=True):
-    """A line on stdout (rank 0 only: pass `enabled=info.is_main`)."""
-    if enabled:
+    """A line on stdout (rank 0 only: pass `enabled=info.is_main`); None prints nothing."""
+    if enabled and message is not None:
         print(message, flush=True)
 
 

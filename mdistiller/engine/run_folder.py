@@ -5,15 +5,32 @@
   student_latest, student_best, student_N   {"model": student state dict} (loadable as a teacher)
   worklog.txt, train.events/     text log and tensorboard events
   config.yaml                    the resolved config of the run (new)
+  replaced/N/                    outputs an --overwrite moved aside (new; nothing is deleted)
+
+An epoch is committed once `latest` names it. A folder without `latest` whose checkpoints are
+only the first epoch's (a run killed before its first commit) holds no result: a fresh start
+or `--resume` there starts at epoch 1 with a clean worklog. Rules for starting: `check_start`.
+A resumed run keeps its committed config: only the keys of SAFE_ON_RESUME may differ.
 """
 import glob
 import os
 import re
-import shutil
 
-from ..config import run_name
+import yaml
+
+from ..config import dump_cfg, get_cfg_defaults, run_name
+from ..errors import UserError
+from .output import writing
 
 _CHECKPOINT = re.compile(r"^(latest|best|epoch_\d+|student_(latest|best|\d+))$")
+FIRST_EPOCH_FILES = {"best", "student_best", "epoch_1", "student_1", "student_latest"}
+STOPPED_FILE = "stopped.txt"  # why a run was stopped early (one line; engine/trainer.py)
+RUN_JSON = "run.json"  # the benchmark runner's record of the run (benchmark/collect.py)
+REPLACED = "replaced"  # --overwrite moves a run's old outputs into replaced/<N>/
+# Keys a resumed run may change: where data and outputs are and how they are loaded or logged,
+# not what the committed epochs computed. SOLVER.EPOCHS (to train longer) only under the step
+# schedule, whose past learning rates do not depend on it (cosine's do).
+SAFE_ON_RESUME = ("LOG.", "EXPERIMENT.", "DATASET.NUM_WORKERS", "DATASET.CACHE_DIR", "DATASET.ROOT", "DATASET.DOWNLOAD", "DEVICE")
 
 
 def run_folder(cfg):
@@ -49,42 +66,136 @@ class RunFiles:
             return []
         return sorted(n for n in os.listdir(self.folder) if _CHECKPOINT.match(n))
 
+    def outputs(self):
+        """Names of this run's own outputs present (checkpoints, logs, config, records), sorted."""
+        own = {"worklog.txt", "config.yaml", "train.events", STOPPED_FILE, RUN_JSON}
+        if not os.path.isdir(self.folder):
+            return []
+        return sorted(n for n in os.listdir(self.folder) if _CHECKPOINT.match(n) or n in own)
+
+    def first_epoch_only(self):
+        """True when no epoch is committed (no `latest`) and the checkpoints present, if any,
+        are the first epoch's: what a run killed before its first commit leaves."""
+        names = set(self.checkpoints())
+        if "latest" in names or not names <= FIRST_EPOCH_FILES:
+            return False
+        if "best" not in names:
+            return True
+        from .checkpoint import load_checkpoint  # torch: only here, so that reading folders stays light
+
+        try:
+            ckpt = load_checkpoint(self.best)
+        except UserError:
+            return False
+        return isinstance(ckpt, dict) and ckpt.get("epoch") == 1
+
     def remove_temp_files(self):
         """Temp files of a checkpoint write that was killed midway (see save_atomic)."""
         for tmp in glob.glob(os.path.join(glob.escape(self.folder), ".tmp_*")):
             os.remove(tmp)
 
-    def clear(self):
-        """Delete this run's outputs (and nothing else in the folder): --overwrite."""
-        for name in self.checkpoints():
-            os.remove(self.path(name))
-        for path in (self.worklog, self.config):
-            if os.path.isfile(path):
-                os.remove(path)
-        if os.path.isdir(self.events):
-            shutil.rmtree(self.events)
-        self.remove_temp_files()
+    def move_aside(self):
+        """Move this run's outputs into replaced/<N>/ (--overwrite: nothing is deleted); returns
+        that folder, or None when there was nothing to move."""
+        names = self.outputs()
+        if not names:
+            return None
+        n = 1
+        while os.path.exists(self.path(os.path.join(REPLACED, str(n)))):
+            n += 1
+        dest = self.path(os.path.join(REPLACED, str(n)))
+        with writing(dest):
+            os.makedirs(dest)
+            for name in names:
+                os.replace(self.path(name), os.path.join(dest, name))
+        return dest
 
 
-def check_start(files, resume, overwrite):
-    """None if the run may start as asked, else the one-line reason (a CheckpointError message)."""
+def read_config(folder):
+    """A run folder's config.yaml as nested dicts ({} if absent or unreadable)."""
+    try:
+        with open(os.path.join(folder, "config.yaml")) as f:
+            data = yaml.safe_load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+
+
+def _flat(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _safe_change(key, before, now, scheduler):
+    if key == "SOLVER.EPOCHS":  # training longer changes no committed epoch under the step schedule
+        return scheduler == "step" and isinstance(before, int) and now >= before
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in SAFE_ON_RESUME)
+
+
+def config_changes(saved, cfg):
+    """[(key, saved value, value in cfg)] where `cfg` differs from `saved` (a config.yaml as
+    dicts) in a key that is not safe to change on resume. A key the saved file lacks (written
+    before the key existed) counts as its default."""
+    now = _flat(yaml.safe_load(dump_cfg(cfg)))
+    before = _flat(saved)
+    defaults = _flat(yaml.safe_load(dump_cfg(get_cfg_defaults())))
+    scheduler = now.get("SOLVER.LR_SCHEDULER")
+    changed = []
+    for key, value in now.items():
+        old = before.get(key, defaults.get(key))
+        if old != value and not _safe_change(key, old, value, scheduler):
+            changed.append((key, old, value))
+    return changed
+
+
+def describe_changes(changes, limit=3):
+    """'KEY old -> new, ...' for the first `limit` changes."""
+    shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes[:limit])
+    return shown + (f" (+{len(changes) - limit} more)" if len(changes) > limit else "")
+
+
+def _shown(names):
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
+def check_start(files, resume, overwrite, cfg=None):
+    """None if the run may start as asked, else the one-line reason (a CheckpointError message).
+    `cfg`: the run's config, compared on resume with the committed config.yaml."""
     if resume and overwrite:
         return "--resume and --overwrite contradict each other; pass one of them"
-    if resume and not os.path.isfile(files.latest):
-        return (f"cannot resume: {files.latest} does not exist; run without --resume to start fresh "
-                "(or check EXPERIMENT.NAME/TAG and LOG.PREFIX)")
-    present = files.checkpoints()
-    if present and not resume and not overwrite:
-        shown = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
-        return (f"output folder {files.folder} already holds checkpoints ({shown}); pass --resume to continue "
-                "that run, --overwrite to delete them and start over, or choose another EXPERIMENT.NAME")
-    return None
+    if overwrite:
+        return None
+    folder, present = files.folder, files.checkpoints()
+    aside = f"--overwrite to move them into {os.path.join(folder, REPLACED)}/ and start over"
+    if os.path.isfile(files.latest):
+        if not resume:
+            return (f"output folder {folder} already holds checkpoints ({_shown(present)}); pass --resume to continue "
+                    f"that run, {aside}, or choose another EXPERIMENT.NAME")
+        saved = read_config(folder) if cfg is not None else {}
+        changes = config_changes(saved, cfg) if saved else []  # mdistiller's own folders have no config.yaml
+        if changes:
+            return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); resume with the "
+                    f"run's own config (--cfg {files.config} --resume), or pass {aside}")
+        return None
+    if files.first_epoch_only():
+        if resume and not files.outputs():
+            return (f"cannot resume: {files.latest} does not exist; run without --resume to start fresh "
+                    "(or check EXPERIMENT.NAME/TAG and LOG.PREFIX)")
+        return None  # nothing committed: (re)start at epoch 1
+    return (f"output folder {folder} holds checkpoints ({_shown(present)}) but no `latest` to resume from; pass "
+            f"{aside}, or choose another EXPERIMENT.NAME")
 
 
 def make_ready(files, overwrite):
-    """After `check_start` passed (rank 0 only): clear old outputs for --overwrite, create the
-    folder, drop temp files of a killed checkpoint write."""
-    if overwrite:
-        files.clear()
-    os.makedirs(files.folder, exist_ok=True)
-    files.remove_temp_files()
+    """After `check_start` passed (rank 0 only): move old outputs aside for --overwrite (returns
+    where to, else None), create the folder, drop temp files of a killed checkpoint write."""
+    moved = files.move_aside() if overwrite else None
+    with writing(files.folder):
+        os.makedirs(files.folder, exist_ok=True)
+        files.remove_temp_files()
+    return moved

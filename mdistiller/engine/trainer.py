@@ -26,11 +26,17 @@ last completed epoch; an epoch interrupted midway is trained again from its star
 same random numbers, so a killed-and-resumed run ends with the same weights as an
 uninterrupted one (bit-for-bit on CPU with the same thread count and DATASET.NUM_WORKERS; on
 GPU only with DETERMINISTIC, as kernels may be non-deterministic otherwise).
+Before anything of an epoch is written, its evaluation (loss, top-1, top-5) and every parameter
+and buffer must be finite (`check_finite`); otherwise the run stops, naming the last committed
+epoch, so no checkpoint ever holds diverged weights.
 Write order per epoch: worklog + events, then student_best/best, epoch_N, student_latest and
 `latest` last, so `latest` is the commit point: every file of the epoch it names is on disk.
-A worklog block of an epoch that was logged but never committed is trimmed on resume.
+At every start the worklog keeps only the blocks of committed epochs (none for a fresh start),
+so an epoch that was logged but never committed is logged once, when it is trained again. A
+`--resume` of a folder with nothing committed (killed before its first commit) starts at epoch 1.
 """
 import math
+import numbers
 import os
 import time
 from collections import OrderedDict
@@ -49,14 +55,15 @@ from .graph_step import GraphedStep, check_cuda_graph
 from .metrics import RunningSums
 from .objective import total_loss
 from .optim import build_optimizer, lr_at, set_lr
+from .output import write_text_atomic, writing
 from .progress import Bar, epoch_summary, say
-from .run_folder import RunFiles, check_start, make_ready
+from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .worklog import EventLog, append_best, append_epoch, trim_worklog
 
+RESUME_WAY_OUT = "resume from an intact copy (e.g. an epoch_N file copied over latest) or start over with --overwrite"
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-STOPPED_FILE = "stopped.txt"  # in a run folder: why the run was stopped early (one line)
 
 
 def stopped_reason(folder):
@@ -156,11 +163,9 @@ class StudentRun:
     def open_logs(self):
         """Rank 0: the resolved config beside the outputs and the tensorboard writer."""
         if self.info.is_main:
-            tmp = self.files.config + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(dump_cfg(self.cfg))
-            os.replace(tmp, self.files.config)
-            self.events = EventLog(self.files.events)
+            write_text_atomic(self.files.config, dump_cfg(self.cfg))
+            with writing(self.files.events):
+                self.events = EventLog(self.files.events)
 
     def close_logs(self):
         if self.events is not None:
@@ -171,10 +176,7 @@ class StudentRun:
         """Leave the loop for good (a diverged student of a paired run); rank 0 records why."""
         self.stopped = reason
         if self.info.is_main:
-            tmp = self.files.path(STOPPED_FILE + ".tmp")
-            with open(tmp, "w") as f:
-                f.write(reason + "\n")
-            os.replace(tmp, self.files.path(STOPPED_FILE))
+            write_text_atomic(self.files.path(STOPPED_FILE), reason + "\n")
 
     # ------------------------------------------------------------------ one step
     def begin_epoch(self):
@@ -231,8 +233,6 @@ class StudentRun:
 
     def _raise_non_finite(self, epoch, iters):
         first = int(self._first_bad.item())
-        kept = (f"the last good checkpoint {self.files.latest} is kept" if os.path.isfile(self.files.latest)
-                else "no checkpoint had been written yet")
         if first >= 0:
             terms = dict(zip(self._bad_names[1:], self._bad_values.tolist()[1:]))
             broken = [k for k, v in terms.items() if not math.isfinite(v)] or ["the sum of the terms"]
@@ -240,8 +240,31 @@ class StudentRun:
             where = f"iteration {first + 1}/{iters}: {', '.join(broken)} ({shown})"
         else:
             where = "an iteration on another rank"
-        raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, {where}; training stopped and {kept}; "
+        raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, {where}; {self._kept()}; "
                                  "lower SOLVER.LR or use SOLVER.AMP bf16/none")
+
+    def _kept(self):
+        """What a stop for divergence leaves: the last committed epoch, whose weights are finite."""
+        if self.epoch_done:
+            return f"training stopped; the last committed epoch {self.epoch_done} ({self.files.latest}) is kept"
+        return "training stopped; no epoch had been committed"
+
+    def check_finite(self, epoch, test):
+        """Before an epoch is committed: its evaluation and every parameter and buffer must be
+        finite (weights can blow up while the epoch's training loss, taken before each update,
+        still looks fine); NonFiniteLossError otherwise, naming the last committed epoch."""
+        bad = [f"test {k} {test[k]}" for k in ("loss", "top1", "top5") if not math.isfinite(test[k])]
+        tensors = [(n, t) for n, t in [*self.distiller.named_parameters(), *self.distiller.named_buffers()]
+                   if t.is_floating_point()]
+        if tensors:
+            finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).tolist()  # one device sync
+            broken = [n for (n, _), ok in zip(tensors, finite) if not ok]
+            if broken:
+                bad.append(f"{len(broken)} weight tensor(s) such as {broken[0]}")
+        if bad:
+            raise NonFiniteLossError(f"non-finite values after epoch {epoch} ({', '.join(bad)}); nothing of epoch "
+                                     f"{epoch} was written and {self._kept()}; lower SOLVER.LR or use SOLVER.AMP "
+                                     "bf16/none")
 
     # ------------------------------------------------------------------ epoch end
     def evaluate(self, loader, progress=False):
@@ -267,7 +290,8 @@ class StudentRun:
                               ("test_loss", test["loss"])])
         self.last_stats = train.get("stats", {})
         extra = scalar_stats(self.last_stats)
-        append_epoch(self.files.worklog, epoch, lr, OrderedDict([*values.items(), *extra.items()]))
+        with writing(self.files.worklog):
+            append_epoch(self.files.worklog, epoch, lr, OrderedDict([*values.items(), *extra.items()]))
         scalars = dict(values, lr=lr, throughput=images_per_s)
         scalars.update({k.replace(".", "/"): v for k, v in extra.items()})
         scalars.update({f"loss_terms/{k}": v for k, v in train["terms"].items()})
@@ -297,17 +321,38 @@ class StudentRun:
         """Restore from a loaded `latest`; returns its epoch. Accepts mdistiller's own files
         (DataParallel `module.` keys, no scaler/RNG state)."""
         path = self.files.latest
+        epoch, best_acc = resume_fields(ckpt, path)
         try:
             self.distiller.load_state_dict(extract_state_dict(ckpt, path))
             self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            first = str(err).strip().splitlines()[0][:200]
+            if ckpt.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+            first = f"no {err.args[0]!r} entry" if isinstance(err, KeyError) else \
+                (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise CheckpointError(f"checkpoint {path} does not fit this run ({first}); resume with the "
                                   "config the run was started with, or start over with --overwrite") from None
-        if ckpt.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.best_acc = float(ckpt["best_acc"])
-        return int(ckpt["epoch"])
+        self.best_acc = best_acc
+        return epoch
+
+
+def _is_number(value, kind):
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def resume_fields(ckpt, path):
+    """(epoch, best_acc) of a loaded resume checkpoint, checked: one-line CheckpointError for a
+    file that is not a run checkpoint or holds a broken field."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} is not a run checkpoint (it holds a {type(ckpt).__name__}); "
+                              f"{RESUME_WAY_OUT}")
+    epoch, best_acc = ckpt.get("epoch"), ckpt.get("best_acc")
+    for name, value, ok in (("epoch", epoch, _is_number(epoch, numbers.Integral) and epoch >= 1),
+                            ("best_acc", best_acc, _is_number(best_acc, numbers.Real) and math.isfinite(best_acc))):
+        if not ok:
+            found = "it is missing" if value is None else f"found {type(value).__name__} {value!r:.40}"
+            raise CheckpointError(f"checkpoint {path} has no valid {name!r} ({found}); {RESUME_WAY_OUT}")
+    return int(epoch), float(best_acc)
 
 
 class Trainer:
@@ -361,68 +406,94 @@ class Trainer:
         problem = None
         if self.info.is_main:
             checked = [r for r in self.runs if not (resume and stopped_reason(r.files.folder))]
-            problem = next(filter(None, (check_start(r.files, resume, overwrite) for r in checked)), None)
+            problem = next(filter(None, (check_start(r.files, resume, overwrite, r.cfg) for r in checked)), None)
         problem = broadcast_object(problem, self.info)  # every rank stops, not only rank 0
         if problem:
             raise CheckpointError(problem)
         if self.info.is_main:
             for run in self.runs:
-                make_ready(run.files, overwrite)
+                moved = make_ready(run.files, overwrite)
+                if moved:
+                    say(f"moved the old outputs of {run.files.folder} to {moved}")
                 if not resume and stopped_reason(run.files.folder):
                     os.remove(run.files.path(STOPPED_FILE))  # a fresh start forgets an old divergence
         barrier(self.info)
         first = self._resume() if resume else 1
-        if not resume:
+        if first == 1:
             # Training randomness starts from SEED however much model building consumed;
             # ranks differ so that their augmentations differ.
             seed_everything(self.cfg.SEED + self.info.rank)
+        if self.info.is_main:
+            for run in self.runs:  # blocks of epochs never committed go: the worklog is that of the checkpoints
+                if run.stopped is None:
+                    with writing(run.files.worklog):
+                        trim_worklog(run.files.worklog, run.epoch_done)
         for run in self.runs:
             run.open_logs()
         return first
 
     def _resume(self):
+        """Load every live run's `latest` (a run with nothing committed starts at epoch 1);
+        returns the first epoch to train."""
         for run in self.runs:
             run.stopped = stopped_reason(run.files.folder)
         live = [run for run in self.runs if run.stopped is None]
         if not live:
             raise CheckpointError(f"every run was stopped earlier (see {STOPPED_FILE} in {self.runs[0].files.folder}); "
                                   "start over with --overwrite")
-        ckpts = [load_checkpoint(run.files.latest) for run in live]
-        for run, ckpt in zip(live, ckpts):
-            run.epoch_done = run.load_resume(ckpt)
+        ckpts = {}
+        for run in live:
+            if os.path.isfile(run.files.latest):
+                try:
+                    ckpts[run] = load_checkpoint(run.files.latest)
+                except CheckpointError as err:
+                    raise CheckpointError(f"{err}; {RESUME_WAY_OUT}") from None
+                run.epoch_done = run.load_resume(ckpts[run])
         # Runs ahead of the others wait for them; the random state is that of a run behind.
-        epoch = min(run.epoch_done for run in live)
-        rng = ckpts[[run.epoch_done for run in live].index(epoch)].get("rng")
-        if rng and len(rng) == self.info.world_size:
-            restore_rng_state(rng[self.info.rank], self.train_loader, self.test_loader)
-        else:
-            say(f"warning: {self.runs[0].files.latest} has no RNG state for {self.info.world_size} process(es); "
-                "the resumed run is not bit-identical to an uninterrupted one", self.info.is_main)
-            seed_everything(self.cfg.SEED + self.info.rank + 1000 * epoch)
-        if self.info.is_main:
-            for run in live:
-                trim_worklog(run.files.worklog, run.epoch_done)
+        behind = min(live, key=lambda run: run.epoch_done)
         for run in self.runs:
             where = (f"stopped earlier: {run.stopped}" if run.stopped else
-                     f"after epoch {run.epoch_done} (best top-1 {run.best_acc:.2f})")
+                     f"after epoch {run.epoch_done} (best top-1 {run.best_acc:.2f})" if run.epoch_done else
+                     "from epoch 1: no epoch had been committed")
             say(f"resuming {run.files.folder} {where}", self.info.is_main)
-        return epoch + 1
+        if behind.epoch_done:
+            self._restore_rng(ckpts[behind], behind.files.latest, behind.epoch_done)
+        return behind.epoch_done + 1
+
+    def _restore_rng(self, ckpt, path, epoch):
+        rng = ckpt.get("rng")
+        if not rng or len(rng) != self.info.world_size:
+            say(f"warning: {path} has no RNG state for {self.info.world_size} process(es); "
+                "the resumed run is not bit-identical to an uninterrupted one", self.info.is_main)
+            seed_everything(self.cfg.SEED + self.info.rank + 1000 * epoch)
+            return
+        try:
+            restore_rng_state(rng[self.info.rank], self.train_loader, self.test_loader)
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError) as err:
+            first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"checkpoint {path} holds a malformed RNG state ({first}); {RESUME_WAY_OUT}") from None
 
     # ------------------------------------------------------------------ one epoch
     def _read_stats(self, runs, epoch, iters, info=None):
-        """[(run, train_stats)]; with stop_diverged a diverged run is stopped and dropped from
-        `runs` (in place) instead of raising, unless it was the last one left."""
-        read = []
+        """[(run, train_stats)]; a diverged run is dropped from `runs` (in place) or raises
+        (`_drop_diverged`)."""
+        return self._drop_diverged(runs, lambda run: (run, run.train_stats(epoch, iters, info)))
+
+    def _drop_diverged(self, runs, check):
+        """[check(run)] of the runs that pass it. With stop_diverged a run whose check raises
+        NonFiniteLossError is stopped and removed from `runs` (in place) instead of raising,
+        unless it was the last one left."""
+        passed = []
         for run in list(runs):
             try:
-                read.append((run, run.train_stats(epoch, iters, info)))
+                passed.append(check(run))
             except NonFiniteLossError as err:
                 if not self.stop_diverged or not any(r.stopped is None for r in self.runs if r is not run):
                     raise
                 run.stop(str(err))
                 runs.remove(run)
                 say(f"stopped {run.files.folder}: {err}", self.info.is_main)
-        return read
+        return passed
 
     def _epoch(self, epoch):
         cfg, info, loader = self.cfg, self.info, self.train_loader
@@ -466,7 +537,11 @@ class Trainer:
         self._where = f"evaluation after epoch {epoch}"
         tests = self._evaluate([run for run, _ in trains])
         rng = all_gather_object(capture_rng_state(loader, self.test_loader), info)
+        tested = [run for run, _ in trains]
+        finite = self._drop_diverged(list(tested), lambda run: run.check_finite(epoch, tests[tested.index(run)]) or run)
         for (run, train), test in zip(trains, tests):
+            if run not in finite:
+                continue  # stopped (paired runs): nothing of this epoch is written
             epoch_lr = lr_at(run.cfg, epoch, 0, max(iters, 1))
             run.finish_epoch(epoch, epoch_lr, train, test, rng, images_per_s)
             run.epoch_done = epoch
@@ -492,7 +567,8 @@ class Trainer:
                 say(f"stopped early: {run.files.folder}: {run.stopped}", self.info.is_main)
                 continue
             if self.info.is_main:
-                append_best(run.files.worklog, run.best_acc)
+                with writing(run.files.worklog):
+                    append_best(run.files.worklog, run.best_acc)
             say(f"best top-1 {run.best_acc:.2f} ({run.files.folder})", self.info.is_main)
             for name, values in run.last_stats.items():
                 if isinstance(values, list):  # per-class statistics, e.g. the teacher's error

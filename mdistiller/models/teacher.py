@@ -12,7 +12,7 @@ DISTILLER.TEACHER_KWARGS explicitly ask timm/torchvision to download published w
 import os
 
 from ..engine.checkpoint import extract_student_state_dict, load_weights
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from .external import downloads_weights, is_external
 from .registry import create_model, model_entry, model_settings
 
@@ -65,8 +65,12 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", *
             raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
                                   "point it to a teacher checkpoint (e.g. a run's student_best)")
         # A run's full `best`/`latest` works too: its student part is the classifier.
-        model = load_weights(create_model(name, num_classes, dataset, **settings), weights_path,
-                             extract=extract_student_state_dict)
+        try:
+            model = load_weights(create_model(name, num_classes, dataset, **settings), weights_path,
+                                 extract=extract_student_state_dict)
+        except UnreadableCheckpoint as err:
+            raise UnreadableCheckpoint(f"{err}; point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint "
+                                       "(e.g. a run's student_best)") from None
         return model.eval()
     if is_external(name):
         if not downloads_weights(settings.get("kwargs") or {}):

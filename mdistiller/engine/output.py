@@ -1,0 +1,66 @@
+"""Writing outputs safely, without torch: a failed write (full disk, read-only folder, no
+permission) becomes one `OutputError` line naming the path (`writing`), and text files are
+replaced atomically (`write_text_atomic`). engine/checkpoint.py writes checkpoints through them.
+"""
+import contextlib
+import errno
+import os
+import shutil
+
+from ..errors import OutputError
+
+_WRITE_FAILED = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                 errno.EPERM: "permission denied", errno.EFBIG: "the file is larger than allowed"}
+MIN_FREE_BYTES = 1 << 20  # less free space than this after a failed write: call the disk full
+
+
+def _write_failure_reason(path, err):
+    if isinstance(err, OSError) and err.errno in _WRITE_FAILED:
+        return _WRITE_FAILED[err.errno]
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno)
+    try:  # torch's zip writer reports a failed write without its errno ("unexpected pos ...")
+        if shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free < MIN_FREE_BYTES:
+            return "the disk is full"
+    except OSError:
+        pass
+    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return f"the write failed: {first}"
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn a failed write of `path` (OSError, or the RuntimeError torch.save raises when its
+    file write fails) into a one-line OutputError naming the path."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "inline_container" not in str(err) and "write" not in str(err).lower():
+            raise  # not a write failure: a bug, keep its traceback
+        reason = _write_failure_reason(path, err)
+        fix = "free space there or set LOG.PREFIX to another disk" if "full" in reason or "quota" in reason else \
+            "set LOG.PREFIX to a writable folder"
+        raise OutputError(f"cannot write {path}: {reason}; {fix}, then run again (with --resume to continue)") from None
+
+
+def fsync_folder(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path, text):
+    """Replace the text file `path` through a temp file + rename; OutputError when it cannot be
+    written."""
+    tmp = path + ".tmp"
+    with writing(path):
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)

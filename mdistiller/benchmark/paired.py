@@ -41,7 +41,8 @@ import yaml
 from ..config import dump_cfg
 from ..errors import ConfigError, UserError
 from .collect import read_config, read_run_json, write_run_json
-from .runner import comparable, decide, earlier_wall_time, run_meta, run_one
+from ..engine.run_lock import claimed
+from .runner import busy_reason, comparable, decide, earlier_wall_time, run_meta, run_one
 from .spec import TEACHER_ROLE, plan_runs
 from .summary import mean_std
 
@@ -121,26 +122,42 @@ def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=
     for i, run in enumerate(teachers, 1):
         run_one(run, f"[teacher {i}/{len(teachers)}]", counts, failures, dry_run, say, train, show_folder=False)
     for i, members in enumerate(groups, 1):
-        cfgs = [run.cfg() for run in members]
-        decided = [member_action(run, cfg) for run, cfg in zip(members, cfgs)]
-        action = group_action([a for a, _ in decided])
-        counts[action] += len(members)
-        head = f"[group {i}/{len(groups)}] {members[0].pair} | seed {members[0].seed}"
-        say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
-        if dry_run or action == "skip":
-            continue
-        try:
-            execute_group(members, cfgs, action, train_group)
-        except UserError as err:
-            say(f"{head} failed: {err}")
-            failures += [(run, str(err)) for run in members]
-            continue
-        for run in members:
-            meta = read_run_json(run.folder)
-            if meta.get("status") != "complete":
-                say(f"{head}: {run.method} stopped: {meta.get('error')}")
-                failures.append((run, meta.get("error", "stopped")))
+        run_group(members, f"[group {i}/{len(groups)}]", counts, failures, dry_run, say, train_group)
     return runs, counts, failures
+
+
+def run_group(members, head, counts, failures, dry_run=False, say=print, train_group=None):
+    """`runner.run_one` for one paired group: claim every member (all or none), decide, train."""
+    head = f"{head} {members[0].pair} | seed {members[0].seed}"
+    if dry_run:
+        return decide_and_train_group(members, head, counts, failures, dry_run, say, train_group)
+    with claimed([run.folder for run in members]) as held:
+        if held:
+            counts["busy"] = counts.get("busy", 0) + len(members)
+            say(f"{head}: {busy_reason(held)}")
+            return
+        decide_and_train_group(members, head, counts, failures, dry_run, say, train_group)
+
+
+def decide_and_train_group(members, head, counts, failures, dry_run, say, train_group):
+    cfgs = [run.cfg() for run in members]
+    decided = [member_action(run, cfg) for run, cfg in zip(members, cfgs)]
+    action = group_action([a for a, _ in decided])
+    counts[action] += len(members)
+    say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
+    if dry_run or action == "skip":
+        return
+    try:
+        execute_group(members, cfgs, action, train_group)
+    except UserError as err:
+        say(f"{head} failed: {err}")
+        failures += [(run, str(err)) for run in members]
+        return
+    for run in members:
+        meta = read_run_json(run.folder)
+        if meta.get("status") != "complete":
+            say(f"{head}: {run.method} stopped: {meta.get('error')}")
+            failures.append((run, meta.get("error", "stopped")))
 
 
 # ---------------------------------------------------------------- the table

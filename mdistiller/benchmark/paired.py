@@ -41,8 +41,7 @@ import yaml
 from ..config import dump_cfg
 from ..errors import ConfigError, UserError
 from .collect import read_config, read_run_json, write_run_json
-from ..engine.run_lock import claimed
-from .runner import busy_reason, comparable, decide, earlier_wall_time, run_meta, run_one
+from .runner import attempt, comparable, decide, earlier_wall_time, run_claimed, run_meta, run_one
 from .spec import TEACHER_ROLE, plan_runs
 from .summary import mean_std
 
@@ -129,14 +128,14 @@ def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=
 def run_group(members, head, counts, failures, dry_run=False, say=print, train_group=None):
     """`runner.run_one` for one paired group: claim every member (all or none), decide, train."""
     head = f"{head} {members[0].pair} | seed {members[0].seed}"
-    if dry_run:
-        return decide_and_train_group(members, head, counts, failures, dry_run, say, train_group)
-    with claimed([run.folder for run in members]) as held:
-        if held:
-            counts["busy"] = counts.get("busy", 0) + len(members)
-            say(f"{head}: {busy_reason(held)}")
-            return
+
+    def work():
         decide_and_train_group(members, head, counts, failures, dry_run, say, train_group)
+
+    if dry_run:
+        work()
+    else:
+        run_claimed(members, head, counts, say, work)
 
 
 def decide_and_train_group(members, head, counts, failures, dry_run, say, train_group):
@@ -147,11 +146,7 @@ def decide_and_train_group(members, head, counts, failures, dry_run, say, train_
     say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
     if dry_run or action == "skip":
         return
-    try:
-        execute_group(members, cfgs, action, train_group)
-    except UserError as err:
-        say(f"{head} failed: {err}")
-        failures += [(run, str(err)) for run in members]
+    if not attempt(head, members, failures, say, lambda: execute_group(members, cfgs, action, train_group)):
         return
     for run in members:
         meta = read_run_json(run.folder)

@@ -105,20 +105,38 @@ def run_one(run, head, counts, failures, dry_run, say, train, show_folder):
     """Claim (engine/run_lock.py), decide, report (prefixed by `head`) and unless skipped or
     dry-run train one run; counts its action ("busy" when another launcher holds it) and appends
     (run, message) to `failures` when a UserError stops it."""
-    if dry_run:
-        return decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder)
-    with claimed([run.folder]) as held:
-        if held:
-            counts["busy"] = counts.get("busy", 0) + 1
-            say(f"{head} {run.method} | {run.pair} | seed {run.seed}: {busy_reason(held)}")
-            return
+    def work():
         decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder)
 
+    label = f"{head} {run.method} | {run.pair} | seed {run.seed}"
+    if dry_run:
+        work()
+    else:
+        run_claimed([run], label, counts, say, work)
 
-def busy_reason(held):
-    """Why a claimed run is left alone: "held by host h pid p ... (lock: path)"."""
-    folder, holder = held
-    return f"held by {describe(holder)} (lock {lock_path(folder)}): left to it"
+
+def run_claimed(runs, label, counts, say, work):
+    """`work()` while holding the folders of `runs` (all or none); when another launcher holds
+    one of them, count the runs as "busy" and say who holds it instead."""
+    with claimed([run.folder for run in runs]) as held:
+        if held:
+            folder, holder = held
+            counts["busy"] = counts.get("busy", 0) + len(runs)
+            say(f"{label}: held by {describe(holder)} (lock {lock_path(folder)}): left to it")
+            return
+        work()
+
+
+def attempt(head, runs, failures, say, work):
+    """`work()`; a UserError is reported (prefixed by `head`) and recorded for every run in
+    `failures`. Returns whether it went through."""
+    try:
+        work()
+        return True
+    except UserError as err:
+        say(f"{head} failed: {err}")
+        failures.extend((run, str(err)) for run in runs)
+        return False
 
 
 def decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder):
@@ -127,13 +145,8 @@ def decide_and_train(run, head, counts, failures, dry_run, say, train, show_fold
     counts[action] += 1
     say(f"{head} {run.method} | {run.pair} | seed {run.seed}: {reason}"
         + (f" ({run.folder})" if show_folder and (dry_run or action != "skip") else ""))
-    if dry_run or action == "skip":
-        return
-    try:
-        execute(run, cfg, action, train)
-    except UserError as err:
-        say(f"{head} failed: {err}")
-        failures.append((run, str(err)))
+    if not dry_run and action != "skip":
+        attempt(head, [run], failures, say, lambda: execute(run, cfg, action, train))
 
 
 def collect_matrix(runs):

@@ -260,7 +260,9 @@ def run_slurm(matrix, paired=False, options=None, wait=True, say=print):
     for job, unit in waiting.items():
         for run in unit.runs:
             state = run_state(run, read_record(run), {}, exit_state)
-            if state.state != "done":
+            if state.state == "running":  # its job found another launcher training it
+                say(f"{unit.label()}: still training elsewhere ({state.detail})")
+            elif state.state != "done":
                 say(f"failed: {unit.label()}: job {state.job_id} {state.detail} (log {state.log})")
                 failures.append((run, state.detail))
     return runs, counts, failures

@@ -85,7 +85,7 @@ def add_counts(total, counts):
 @dataclass
 class RunState:
     run: Run
-    state: str  # done | running | pending | failed | not started
+    state: str  # done | running | pending | failed | unfinished (stopped, no failure known) | not started
     job_id: str = ""  # Slurm job (or "" for a local process)
     log: str = ""  # the job's or local worker's log file, when known
     detail: str = ""  # who holds it, or why it failed
@@ -108,7 +108,7 @@ def run_state(run, record, queued, exit_state=None):
     if meta.get("status") in ("failed", "interrupted") or job:
         why = meta.get("error") or (f"job ended {exit_state(job)}" if job and exit_state else "ended unfinished")
         return RunState(run, "failed", job, log, why)
-    return RunState(run, "not started", job, log)
+    return RunState(run, "unfinished" if os.path.isdir(run.folder) else "not started", job, log)
 
 
 def format_state(s):

@@ -73,6 +73,8 @@ def sbatch_parameters(options, name, dependency=None):
               "cpus_per_task": options.cpus_per_task, "stderr_to_stdout": True}
     if options.gpus_per_run:
         params["gpus_per_node"] = options.gpus_per_run
+    if options.tasks > 1:
+        params["srun_args"] = ["--kill-on-bad-exit=1"]  # a failed rank ends the job, not a hang
     for key in ("partition", "mem", "account", "qos", "constraint"):
         if getattr(options, key):
             params[key] = getattr(options, key)
@@ -121,21 +123,24 @@ def join_process_group(env):
 def follow_rank0(unit, wait_s=600):
     """Tasks other than 0: once task 0 holds the run's lock (this job's id in it), train with the
     action it takes (they read the same folder before anything is written); nothing when
-    another launcher holds the run."""
+    another launcher holds the run or it is complete. A task 0 that fails takes the others
+    down (srun --kill-on-bad-exit)."""
     from ..engine.build import train
     from ..engine.run_lock import job_id
     from .runner import decide
 
     run = unit.runs[0]
+    cfg = run.cfg()
     deadline = time.time() + wait_s
-    while time.time() < deadline:
+    while True:
         holder = read_lock(run.folder)
         if holder and str(holder.get("job_id")) == job_id():
             break
-        if holder and holder_alive(holder):
+        if (holder and holder_alive(holder)) or decide(run, cfg)[0] == "skip":
             return None
+        if time.time() > deadline:
+            raise RuntimeError(f"task 0 did not claim {run.folder} within {wait_s} s")
         time.sleep(0.2)
-    cfg = run.cfg()
     action, _ = decide(run, cfg)
     if action != "skip":
         train(cfg, resume=action == "resume", overwrite=action == "start")

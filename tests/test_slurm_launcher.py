@@ -180,3 +180,11 @@ def test_a_two_task_gloo_ddp_run_trains_inside_one_job(tmp_path, capsys):
     assert "device cpu x2" in log
     ckpt = load_checkpoint(folder(tmp_path / "grid", "Vanilla", 0) / "latest")
     assert ckpt["epoch"] == 1 and ckpt["world_size"] == 2
+
+
+def test_a_job_sbatch_refuses_is_one_error_line(tmp_path, capsys):
+    spec = write_spec(tmp_path, "none", seeds=(0,), methods=("Vanilla",))
+    assert bench("--spec", spec, "--launcher", "slurm", "--slurm-partition", "nosuch", "LOG.PREFIX", tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sbatch refused the job of Vanilla | demo_cnn_tiny -> demo_cnn_tiny | seed 0: ")
+    assert "partition" in err.lower() and len(err.splitlines()) == 1

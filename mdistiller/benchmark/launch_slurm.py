@@ -17,7 +17,9 @@ trainer commits it at every epoch end), so the run ends with the weights of an u
 Status comes from the run folders, their locks and `squeue`/`scontrol`, never from sacct
 alone: clusters without accounting storage answer sacct with an error.
 """
+import contextlib
 import datetime
+import io
 import json
 import os
 import subprocess
@@ -185,6 +187,21 @@ def make_executor(folder):
     return submitit.SlurmExecutor(folder=folder)
 
 
+def submit(executor, unit):
+    """executor.submit, with sbatch's refusal (bad partition, account, time...) as one line."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr: said once below
+            return executor.submit(SlurmUnit(unit))
+    except (subprocess.CalledProcessError, FailedJobError, FailedSubmissionError) as err:
+        said = getattr(err, "stderr", None) or str(err)
+        said = said.decode(errors="replace") if isinstance(said, bytes) else said
+        line = next((x.strip() for x in said.splitlines() if x.strip()), type(err).__name__)
+        raise ConfigError(f"sbatch refused the job of {unit.label()}: {line}; check the --slurm-* options "
+                          "(or the spec's slurm section)") from None
+
+
 def why_not_submit(unit, queued):
     """None when the unit needs a job, else the reason (and the job it waits on, if any)."""
     if finished(unit):
@@ -219,7 +236,7 @@ def submit_units(matrix, paired, options, say=print):
             executor = executor or make_executor(jobs_folder(unit))
             after = "afterok:" + ":".join(before) if before else None
             executor.update_parameters(**sbatch_parameters(options, unit.name, after))
-            job = executor.submit(SlurmUnit(unit))
+            job = submit(executor, unit)
             for run in unit.runs:
                 write_record(run, job.job_id, str(job.paths.stdout))
             counts["start"] += len(unit.runs)

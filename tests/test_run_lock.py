@@ -61,3 +61,15 @@ def test_a_process_on_another_host_without_a_job_cannot_be_checked_and_keeps_the
     write_lock(tmp_path / "run", host="elsewhere", pid=dead_pid())
     ok, holder = try_claim(tmp_path / "run")
     assert not ok and holder["host"] == "elsewhere"
+
+
+def test_two_launchers_inside_one_slurm_allocation_do_not_take_each_others_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(tmp_path / "run", pid=sleeper.pid, job_id="78")
+        assert not try_claim(tmp_path / "run")[0]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert try_claim(tmp_path / "run")[0]  # that launcher is gone now: an earlier attempt

@@ -6,12 +6,13 @@ on the same matrix never train the same run twice. The file is created atomicall
 and names its holder: {"host", "pid", "job_id" (Slurm's, or null), "since"}.
 
 A lock whose holder is gone is stale and is taken over:
-  - held by a Slurm job: gone when `squeue` no longer lists that job. A requeued or preempted
-    job finds its own job id in the lock and carries on (its earlier attempt was killed).
-  - held by a process without a job, on this host: gone when that pid no longer runs the
-    process that wrote the lock (its start time is recorded, so a reused pid does not count).
-  - held by a process on another host without a job: cannot be checked from here; it stays
-    held, and the message says which file to delete once that process is known to be gone.
+  - written on this host: gone when that pid no longer runs the process that wrote the lock
+    (its start time is recorded, so a reused pid does not count);
+  - written on another host by a Slurm job: gone when `squeue` no longer lists that job; a
+    requeued or preempted job that lands on another node finds its own job id in the lock
+    and carries on (its earlier attempt was killed);
+  - written on another host outside Slurm: cannot be checked from here; it stays held, and
+    the message names the lock file to delete once that process is known to be gone.
 The lock sits beside the run folder, not in it, so that nothing that clears or moves a run's
 outputs touches it.
 """
@@ -73,16 +74,8 @@ def slurm_job_states(job_ids):
     return {job: state.strip() for job, state in states.items() if job in job_ids}
 
 
-def holder_alive(holder):
-    """Whether the holder of a lock may still be working (module docstring)."""
-    mine = me()
-    if holder.get("job_id"):
-        if holder["job_id"] == mine["job_id"]:
-            return False  # an earlier attempt of this very job (requeued): it was killed
-        states = slurm_job_states([holder["job_id"]])
-        return True if states is None else bool(states)
-    if holder.get("host") != mine["host"]:
-        return True
+def pid_alive(holder):
+    """Whether the process that wrote the lock still runs (on this host)."""
     pid = holder.get("pid")
     try:
         os.kill(int(pid), 0)
@@ -91,6 +84,19 @@ def holder_alive(holder):
     except PermissionError:
         pass  # alive, another user's
     return holder.get("pid_start") is None or _start_time(pid) == holder.get("pid_start")
+
+
+def holder_alive(holder):
+    """Whether the holder of a lock may still be working (module docstring)."""
+    mine = me()
+    if holder.get("host") == mine["host"]:
+        return pid_alive(holder)  # the most precise test, inside a job or not
+    if not holder.get("job_id"):
+        return True  # another host, no job: nothing to ask
+    if str(holder["job_id"]) == str(mine["job_id"]):
+        return False  # an earlier attempt of this very job, requeued onto another node: killed
+    states = slurm_job_states([holder["job_id"]])
+    return True if states is None else bool(states)
 
 
 def read_lock(folder):

@@ -7,11 +7,11 @@ import torch
 from mdistiller.models import create_model
 
 
-def write_spec(tmp_path, teacher, seeds=(0, 1), epochs=2, methods=("Vanilla", "KD")):
-    """A matrix on 400 demo digits; `teacher` is the KD runs' TEACHER_WEIGHTS."""
+def write_spec(tmp_path, teacher, seeds=(0, 1), epochs=2, methods=("Vanilla", "KD"), train=400):
+    """A matrix on `train` demo digits (400 test); `teacher` is the KD runs' TEACHER_WEIGHTS."""
     config = tmp_path / "run.yaml"
     config.write_text(
-        "DATASET:\n  TYPE: demo\n  NUM_WORKERS: 0\n  TRAIN_SUBSET: 400\n  TEST_SUBSET: 400\n"
+        f"DATASET:\n  TYPE: demo\n  NUM_WORKERS: 0\n  TRAIN_SUBSET: {train}\n  TEST_SUBSET: 400\n"
         f"DISTILLER:\n  TYPE: KD\n  TEACHER: demo_cnn_tiny\n  STUDENT: demo_cnn_tiny\n  TEACHER_WEIGHTS: {teacher}\n"
         f"SOLVER:\n  EPOCHS: {epochs}\n  BATCH_SIZE: 32\n  LR: 0.05\n")
     rows = {"Vanilla": f"{{cfg: {config}, opts: [DISTILLER.TYPE, NONE]}}", "KD": str(config)}

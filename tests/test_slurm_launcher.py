@@ -72,7 +72,9 @@ def test_slurm_gives_the_local_results_and_a_rerun_submits_nothing(tmp_path, cap
     assert lines[-1] == "4 done" and all(" job " in line for line in lines[:-1])
 
 
-EPOCHS = 16  # long enough that both interruptions land before the end
+# Long enough that the requeue lands well before the end: a requeued job is killed only some
+# seconds later (submitit ignores SIGTERM; SIGKILL follows after KillWait).
+EPOCHS, TRAIN = 30, 1000
 PREEMPT_AFTER, REQUEUE_AFTER = 2, 4  # epochs committed
 
 
@@ -107,7 +109,7 @@ def release_when_requeued(job):
 
 
 def test_preempted_and_requeued_job_resumes_from_latest_and_ends_bit_identical(tmp_path, capsys):
-    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=EPOCHS, methods=("Vanilla",))
+    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=EPOCHS, methods=("Vanilla",), train=TRAIN)
     assert bench("--spec", spec, "--launcher", "slurm", "--no-wait", "LOG.PREFIX", tmp_path / "slurm") == 0
     job = job_of(capsys.readouterr().out)
     run = folder(tmp_path / "slurm" / "grid", "Vanilla", 0)

@@ -10,6 +10,7 @@ the unit's decision and outcome when it ends. Teachers run before students (laun
 """
 import concurrent.futures
 import contextlib
+import glob
 import multiprocessing
 import os
 import traceback
@@ -38,6 +39,8 @@ def make_slots(jobs, gpu_ids):
 
 def visible_gpus():
     """The GPU ids this process may hand out ([] on a CPU machine)."""
+    if not glob.glob("/dev/nvidia[0-9]*") and not os.path.exists("/dev/kfd"):
+        return []  # no NVIDIA/AMD GPU device here: spare this process a torch import before the workers start
     import torch
 
     if not torch.cuda.is_available():

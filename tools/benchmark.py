@@ -13,11 +13,16 @@
     python tools/benchmark.py --methods NONE KD DKD SLD --pairs res32x4_res8x4 --seeds 0 1 2 --paired
     # reproduction report: the papers' published numbers beside ours (paper.md; mdistiller/benchmark/paper.py)
     python tools/benchmark.py --report-only --paper --methods KD DKD MLKD SLD --pairs res32x4_res8x4 --seeds 0 1 2
+    # many runs at once: on this machine (one GPU, or cores/N threads, per run), or on a Slurm cluster
+    python tools/benchmark.py --spec bench.yaml --launcher local --jobs 8
+    python tools/benchmark.py --spec bench.yaml --launcher slurm --slurm-partition gpu --slurm-gpus-per-run 1
+    python tools/benchmark.py --spec bench.yaml --status     # done/running/pending/failed, job ids, logs
 
 Runs that are complete are skipped and interrupted ones resumed, so the same command can be
 repeated or extended; --dry-run lists what would run. A run whose folder was trained with another
 config is refused unless --overwrite is given, which moves its old outputs into
-<run folder>/replaced/N/ (nothing is deleted). Results: results.md (papers' layout),
+<run folder>/replaced/N/ (nothing is deleted). A run another launcher is training (its
+`<run folder>.lock`) is left to it (mdistiller/benchmark/launch*.py). Results: results.md (papers' layout),
 results.csv (one row per run), results.json and results.png in --out (default: the project's
 output folder). Trailing KEY VALUE pairs override every run's config, as for tools/train.py.
 Exit codes: 0 done, 1 some runs failed, 2 bad input (one `error: ...` line).
@@ -59,6 +64,7 @@ def parse_args(argv=None):
                         "tabulate method minus baseline per seed (paired.md/json)")
     p.add_argument("--baseline", help="with --paired: the method the differences are taken against "
                                       "(default: the vanilla student, else the first method)")
+    add_launch_args(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     split_seeds(p, args)
@@ -71,6 +77,37 @@ def parse_args(argv=None):
     if args.methods and not args.pairs:
         p.error("--methods needs --pairs")
     return args
+
+
+def add_launch_args(p):
+    p.add_argument("--launcher", choices=["local", "slurm"], help="where runs train (default: the spec's, else local)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="with --launcher local: runs at once (default 1: in this process)")
+    p.add_argument("--no-wait", action="store_true", help="with --launcher slurm: return after submitting")
+    p.add_argument("--status", action="store_true", help="list each run: done/running/pending/failed, job id, log")
+    slurm = p.add_argument_group("Slurm (--launcher slurm; defaults from the spec's slurm section)")
+    for name, kind, text in [("partition", str, "partition"), ("time", int, "minutes per job"),
+                             ("gpus-per-run", int, "GPUs per run (DDP inside the job)"),
+                             ("tasks-per-run", int, "processes per run (default: one per GPU)"),
+                             ("cpus-per-task", int, "CPUs per process"), ("mem", str, "memory per job, e.g. 32G"),
+                             ("account", str, "account"), ("qos", str, "quality of service"),
+                             ("constraint", str, "node features")]:
+        slurm.add_argument(f"--slurm-{name}", type=kind, metavar="V", help=text)
+
+
+def launch_settings(args, matrix):
+    """(launcher, jobs, SlurmOptions): the flags over the spec's launcher/slurm sections."""
+    from mdistiller.benchmark.launch_slurm import slurm_options
+
+    launcher = args.launcher or matrix.launcher.get("type", "local")
+    jobs = args.jobs if args.jobs is not None else matrix.launcher.get("jobs", 1)
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: pass a whole number >= 1")
+    section = dict(matrix.slurm)
+    for key, value in vars(args).items():
+        if key.startswith("slurm_") and value is not None:
+            section[key[len("slurm_"):]] = value
+    return launcher, jobs, slurm_options(section)
 
 
 def split_seeds(parser, args):
@@ -141,6 +178,20 @@ def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
     print("paired: " + ", ".join(paths.values()))
 
 
+def print_status(runs):
+    from mdistiller.benchmark.launch import format_state
+    from mdistiller.benchmark.launch_slurm import slurm_states
+
+    states = slurm_states(runs)
+    for state in states:
+        print(format_state(state))
+    tally = {}
+    for state in states:
+        tally[state.state] = tally.get(state.state, 0) + 1
+    print(", ".join(f"{n} {name}" for name, n in tally.items()))
+    return 0
+
+
 def paper_report(results, out_dir):
     from mdistiller.benchmark.paper import write_paper_report
 
@@ -148,6 +199,11 @@ def paper_report(results, out_dir):
     print()
     print(text)
     print(f"paper: {path}")
+
+
+def refused_note(counts):
+    """The summary's note on runs refused for a changed config (runner.decide)."""
+    return f", {counts['refused']} refused (config changed; see --overwrite)" if counts.get("refused") else ""
 
 
 def main(argv=None):
@@ -162,6 +218,7 @@ def main(argv=None):
                 paper_report(results, args.out or args.runs_dir[0])
             return 0
         from mdistiller.benchmark import collect_matrix, run_matrix
+        from mdistiller.benchmark.launch import launch_matrix
         from mdistiller.benchmark.paired import run_paired_matrix
         from mdistiller.benchmark.spec import plan_runs
 
@@ -169,18 +226,26 @@ def main(argv=None):
         paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`
         baseline = args.baseline or matrix.baseline
         failures = []
+        if args.status:
+            return print_status(plan_runs(matrix))
         if args.report_only:
             runs = plan_runs(matrix)
+        elif args.dry_run:
+            runs, counts, _ = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=True,
+                                                                            overwrite=args.overwrite)
+            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
+                  f"{refused_note(counts)}")
+            return 0
         else:
-            runs, counts, failures = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=args.dry_run,
-                                                                                   overwrite=args.overwrite)
-            refused = f", {counts['refused']} refused (config changed; see --overwrite)" if counts["refused"] else ""
-            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete{refused}"
-                  if args.dry_run else
-                  f"ran {counts['start'] + counts['resume'] - len(failures) + counts['refused']}, skipped "
-                  f"{counts['skip']} complete, {len(failures)} failed{refused}")
-            if args.dry_run:
+            launcher, jobs, slurm = launch_settings(args, matrix)
+            runs, counts, failures = launch_matrix(matrix, paired, launcher, jobs, slurm, wait=not args.no_wait,
+                                                   overwrite=args.overwrite)
+            if launcher == "slurm" and args.no_wait:
                 return 0
+            busy = f", {counts['busy']} left to other launchers" if counts.get("busy") else ""
+            refused = counts.get("refused", 0)  # in `failures` too, but never started
+            print(f"ran {counts['start'] + counts['resume'] - len(failures) + refused}, skipped {counts['skip']} "
+                  f"complete{busy}, {len(failures)} failed{refused_note(counts)}")
         out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))
         results = collect_matrix(runs)
         report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart)

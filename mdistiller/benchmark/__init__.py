@@ -3,6 +3,8 @@ as normal training runs, then collect the output folders into results.{json,csv,
 
   spec.py     what to run (spec YAML, config files or method/pair names) -> planned runs
   runner.py   run them in order, skipping finished runs and resuming interrupted ones
+  launch.py   work units and run states for the launchers: launch_local.py (--jobs N worker
+              processes), launch_slurm.py (one Slurm job per unit, through submitit)
   worklog.py  read mdistiller's worklog.txt (ours and mdistiller's own folders)
   events.py   read scalars from a run's tensorboard events (throughput)
   collect.py  one run folder -> RunResult; find run folders under a directory

@@ -39,7 +39,7 @@ from typing import List, Optional
 from ..engine.run_folder import config_changes, read_config
 from ..errors import ConfigError, UserError
 from .collect import read_run_json, write_run_json
-from .runner import decide, earlier_wall_time, run_meta, run_one
+from .runner import attempt, decide, earlier_wall_time, run_claimed, run_meta, run_one
 from .spec import TEACHER_ROLE, plan_runs
 from .summary import mean_std
 
@@ -122,32 +122,44 @@ def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=
         run_one(run, f"[teacher {i}/{len(teachers)}]", counts, failures, dry_run, say, train, show_folder=False,
                 overwrite=overwrite)
     for i, members in enumerate(groups, 1):
-        cfgs = [run.cfg() for run in members]
-        head = f"[group {i}/{len(groups)}] {members[0].pair} | seed {members[0].seed}"
-        try:
-            decided = [member_action(run, cfg, overwrite) for run, cfg in zip(members, cfgs)]
-        except UserError as err:
-            say(f"{head}: refused: {err}")
-            counts["refused"] += len(members)
-            failures += [(run, str(err)) for run in members]
-            continue
-        action = group_action([a for a, _ in decided])
-        counts[action] += len(members)
-        say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
-        if dry_run or action == "skip":
-            continue
-        try:
-            execute_group(members, cfgs, action, train_group)
-        except UserError as err:
-            say(f"{head} failed: {err}")
-            failures += [(run, str(err)) for run in members]
-            continue
-        for run in members:
-            meta = read_run_json(run.folder)
-            if meta.get("status") != "complete":
-                say(f"{head}: {run.method} stopped: {meta.get('error')}")
-                failures.append((run, meta.get("error", "stopped")))
+        run_group(members, f"[group {i}/{len(groups)}]", counts, failures, dry_run, say, train_group, overwrite)
     return runs, counts, failures
+
+
+def run_group(members, head, counts, failures, dry_run=False, say=print, train_group=None, overwrite=False):
+    """`runner.run_one` for one paired group: claim every member (all or none), decide, train."""
+    head = f"{head} {members[0].pair} | seed {members[0].seed}"
+
+    def work():
+        decide_and_train_group(members, head, counts, failures, dry_run, say, train_group, overwrite)
+
+    if dry_run:
+        work()
+    else:
+        run_claimed(members, head, counts, say, work)
+
+
+def decide_and_train_group(members, head, counts, failures, dry_run, say, train_group, overwrite=False):
+    cfgs = [run.cfg() for run in members]
+    try:
+        decided = [member_action(run, cfg, overwrite) for run, cfg in zip(members, cfgs)]
+    except UserError as err:  # a member's config changed and no --overwrite
+        say(f"{head}: refused: {err}")
+        counts["refused"] = counts.get("refused", 0) + len(members)
+        failures.extend((run, str(err)) for run in members)
+        return
+    action = group_action([a for a, _ in decided])
+    counts[action] += len(members)
+    say(f"{head}: {action} ({'; '.join(f'{r.method}: {why}' for r, (_, why) in zip(members, decided))})")
+    if dry_run or action == "skip":
+        return
+    if not attempt(head, members, failures, say, lambda: execute_group(members, cfgs, action, train_group)):
+        return
+    for run in members:
+        meta = read_run_json(run.folder)
+        if meta.get("status") != "complete":
+            say(f"{head}: {run.method} stopped: {meta.get('error')}")
+            failures.append((run, meta.get("error", "stopped")))
 
 
 # ---------------------------------------------------------------- the table

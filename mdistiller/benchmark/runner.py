@@ -11,7 +11,8 @@ A folder with checkpoints whose config differs from the run's is refused (a fail
 line naming the keys) unless `overwrite` (--overwrite) is given: then its outputs are moved
 into `<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
 So a benchmark that was interrupted, or extended by more seeds or methods, only trains what
-is missing, and running it again trains nothing.
+is missing, and running it again trains nothing. Each run is claimed first (engine/run_lock.py):
+a run another launcher is training is left to it ("busy"), never trained twice.
 
 Around each training call `run.json` records the labels (method, pair, seed, role), the
 config and overrides, the status and the training wall time (summed over resumed parts).
@@ -20,10 +21,12 @@ import os
 import time
 
 from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
+from ..engine.run_lock import claimed, describe, lock_path
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
 from .worklog import read_worklog
+
 
 def decide(run, cfg, overwrite=False):
     """(action, reason) for one run: action is "skip", "resume" or "start" (module docstring).
@@ -95,26 +98,57 @@ def run_matrix(matrix, dry_run=False, say=print, train=None, overwrite=False):
 
 
 def run_one(run, head, counts, failures, dry_run, say, train, show_folder, overwrite=False):
-    """Decide, report (prefixed by `head`) and unless skipped or dry-run train one run; counts
-    its action and appends (run, message) to `failures` when a UserError refuses or stops it."""
+    """Claim (engine/run_lock.py), decide, report (prefixed by `head`) and unless skipped or
+    dry-run train one run; counts its action ("busy" when another launcher holds it) and appends
+    (run, message) to `failures` when a UserError refuses or stops it."""
+    def work():
+        decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder, overwrite)
+
+    label = f"{head} {run.method} | {run.pair} | seed {run.seed}"
+    if dry_run:
+        work()
+    else:
+        run_claimed([run], label, counts, say, work)
+
+
+def run_claimed(runs, label, counts, say, work):
+    """`work()` while holding the folders of `runs` (all or none); when another launcher holds
+    one of them, count the runs as "busy" and say who holds it instead."""
+    with claimed([run.folder for run in runs]) as held:
+        if held:
+            folder, holder = held
+            counts["busy"] = counts.get("busy", 0) + len(runs)
+            say(f"{label}: held by {describe(holder)} (lock {lock_path(folder)}): left to it")
+            return
+        work()
+
+
+def attempt(head, runs, failures, say, work):
+    """`work()`; a UserError is reported (prefixed by `head`) and recorded for every run in
+    `failures`. Returns whether it went through."""
+    try:
+        work()
+        return True
+    except UserError as err:
+        say(f"{head} failed: {err}")
+        failures.extend((run, str(err)) for run in runs)
+        return False
+
+
+def decide_and_train(run, head, counts, failures, dry_run, say, train, show_folder, overwrite=False):
     cfg = run.cfg()
     labels = f"{head} {run.method} | {run.pair} | seed {run.seed}"
     try:
         action, reason = decide(run, cfg, overwrite)
     except UserError as err:
         say(f"{labels}: refused: {err}")
-        counts["refused"] += 1
+        counts["refused"] = counts.get("refused", 0) + 1
         failures.append((run, str(err)))
         return
     counts[action] += 1
     say(f"{labels}: {reason}" + (f" ({run.folder})" if show_folder and (dry_run or action != "skip") else ""))
-    if dry_run or action == "skip":
-        return
-    try:
-        execute(run, cfg, action, train, overwrite)
-    except UserError as err:
-        say(f"{head} failed: {err}")
-        failures.append((run, str(err)))
+    if not dry_run and action != "skip":
+        attempt(head, [run], failures, say, lambda: execute(run, cfg, action, train, overwrite))
 
 
 def collect_matrix(runs):

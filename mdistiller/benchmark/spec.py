@@ -11,6 +11,8 @@ Three ways to describe it, all producing the same `Matrix` (an ordered list of `
          large -> tiny: [DISTILLER.TEACHER, demo_cnn_large, DISTILLER.STUDENT, demo_cnn_tiny]
        paired: false                  # true = as --paired (one data stream, one teacher pass)
        baseline: Vanilla              # with paired: the row the differences are taken against
+       launcher: {type: local, jobs: 2}   # or slurm; tools/benchmark.py's flags take precedence
+       slurm: {partition: gpu, time: 720, gpus_per_run: 1}   # launch_slurm.SlurmOptions
        methods:                       # row label -> config, or {cfg, opts, seeds, role}
          Teacher: {cfg: configs/demo/vanilla.yaml, role: teacher}
          Vanilla: configs/demo/vanilla.yaml
@@ -70,6 +72,8 @@ class Matrix:
     opts: List = field(default_factory=list)  # for every run, before the cell's own
     paired: bool = False  # train each (pair, seed)'s students together (tools/benchmark.py --paired)
     baseline: Optional[str] = None  # the method paired differences are taken against
+    launcher: dict = field(default_factory=dict)  # the spec's {type: local|slurm, jobs: N}
+    slurm: dict = field(default_factory=dict)  # the spec's slurm section (launch_slurm.slurm_options)
 
     @property
     def methods(self):
@@ -166,7 +170,7 @@ def load_matrix(path):
         raise ConfigError(f"benchmark spec {path} is not valid YAML: fix its syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"benchmark spec {path} must hold a mapping (project, seeds, opts, pairs, methods)")
-    known = {"project", "seeds", "opts", "pairs", "methods", "paired", "baseline"}
+    known = {"project", "seeds", "opts", "pairs", "methods", "paired", "baseline", "launcher", "slurm"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"benchmark spec {path}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
@@ -207,7 +211,28 @@ def load_matrix(path):
                           f"({', '.join(_unique(c.method for c in cells))})")
     return Matrix(project=str(data.get("project") or os.path.splitext(os.path.basename(path))[0]),
                   seeds=list(_seeds(data.get("seeds", [0]), f"benchmark spec {path} seeds")),
-                  cells=cells, opts=common, paired=paired, baseline=None if baseline is None else str(baseline))
+                  cells=cells, opts=common, paired=paired, baseline=None if baseline is None else str(baseline),
+                  launcher=_launcher(data.get("launcher"), path), slurm=_mapping(data.get("slurm"), path, "slurm"))
+
+
+def _mapping(value, path, key):
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"benchmark spec {path}: {key} must be a mapping, e.g. {key}: {{partition: gpu}}")
+    return dict(value or {})
+
+
+def _launcher(value, path):
+    """The spec's `launcher:` as {"type": ..., "jobs": ...}; a bare name is the type."""
+    launcher = {"type": value} if isinstance(value, str) else _mapping(value, path, "launcher")
+    extra = sorted(set(launcher) - {"type", "jobs"})
+    if extra:
+        raise ConfigError(f"benchmark spec {path}: launcher has unknown key {extra[0]!r}; allowed: type, jobs")
+    if launcher.get("type", "local") not in ("local", "slurm"):
+        raise ConfigError(f"benchmark spec {path}: launcher type is {launcher['type']!r}; choose local or slurm")
+    jobs = launcher.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"benchmark spec {path}: launcher jobs is {jobs!r}; write a whole number >= 1")
+    return launcher
 
 
 def _join_teacher_columns(cells, common):

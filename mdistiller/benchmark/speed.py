@@ -188,7 +188,7 @@ def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, 
         # batches would time slicing a block computed during the warm-up, not the augmentation.
         epoch_batches = max(batches, len(labels) // cfg.SOLVER.BATCH_SIZE)
         out["data"] = two_view_throughput(images, labels, cfg.SOLVER.BATCH_SIZE, workers, epoch_batches,
-                                          str(device), cfg.SEED, channels_last)
+                                          str(device), cfg.SEED)
         out["data"]["batches"] = epoch_batches
     if "step" in sections:
         _peak_reset(device)

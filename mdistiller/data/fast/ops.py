@@ -306,9 +306,10 @@ def normalize(images, mean, std, dtype=torch.float32, channels_last=False):
     c = images.shape[1]
     mean_t = constant(tuple(mean), torch.float32, images.device).view(1, c, 1, 1)
     std_t = constant(tuple(std), torch.float32, images.device).view(1, c, 1, 1)
-    # The layout changes in the uint8 -> float32 copy itself: no second pass over the batch.
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    return images.to(torch.float32, memory_format=layout).div_(255).sub_(mean_t).div_(std_t).to(dtype)
+    out = images.float().div_(255).sub_(mean_t).div_(std_t).to(dtype)
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 # RandAugment ops by their names in `mdistiller.data.randaugment.OPS`. Geometric ops are

@@ -54,6 +54,7 @@ CFG.DISTILLER.TEACHER_FEATURES = []  # (new) timm:/torchvision:/user models: mod
 CFG.DISTILLER.STUDENT_FEATURES = []  # (new) the same for the student
 CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
 CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
+CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact): N, 0 = whole batch, auto (engine/device.py)
 
 # Solver
 CFG.SOLVER = CN()
@@ -70,7 +71,7 @@ CFG.SOLVER.MOMENTUM = 0.9  # SGD momentum
 CFG.SOLVER.NESTEROV = False  # (new) Nesterov momentum for SGD
 CFG.SOLVER.TYPE = "SGD"  # "SGD", "Adam" or "AdamW"
 CFG.SOLVER.AMP = "none"  # (new) mixed precision: "none", "bf16" or "fp16" (grad scaling)
-CFG.SOLVER.CHANNELS_LAST = False  # (new) channels_last memory format for models and inputs
+CFG.SOLVER.CHANNELS_LAST = "auto"  # (new) channels_last layout for models and inputs: True, False, auto (engine/device.py)
 CFG.SOLVER.COMPILE = False  # (new) torch.compile the student and the teacher
 CFG.SOLVER.CUDA_GRAPH = False  # (new) capture the train step as a CUDA graph, replay it per batch (SGD, CUDA)
 CFG.SOLVER.DOT = CN()
@@ -233,8 +234,17 @@ def _describe(value):
     return f"{type(value).__name__} {value!r}"
 
 
+# Keys whose value is "auto" or one of this type ("auto" is resolved for the device at run time).
+AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int}
+
+
 def _coerce(default, value, key):
     """Value from YAML/command line, converted to the default's type or rejected."""
+    if key in AUTO_OR:
+        kind = AUTO_OR[key]
+        if value == "auto" or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+            return value
+        raise ConfigError(f"config key {key} expects auto or a {kind.__name__}, got {_describe(value)}")
     if isinstance(default, CN):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key} is a section; got {_describe(value)}")
@@ -406,6 +416,8 @@ def validate_cfg(cfg):
              f"config key LOG.SAVE_CHECKPOINT_FREQ is {cfg.LOG.SAVE_CHECKPOINT_FREQ}; it must be at least 1")
     _require(cfg.LOG.TENSORBOARD_FREQ >= 1,
              f"config key LOG.TENSORBOARD_FREQ is {cfg.LOG.TENSORBOARD_FREQ}; it must be at least 1")
+    chunk = cfg.DISTILLER.TEACHER_CHUNK
+    _require(chunk == "auto" or chunk >= 0, f"config key DISTILLER.TEACHER_CHUNK is {chunk}; use auto, 0 or a batch size")
     _require(all(isinstance(n, str) for n in cfg.DISTILLER.STACK),
              f"config key DISTILLER.STACK is {list(cfg.DISTILLER.STACK)}; list distiller names, e.g. [REVIEWKD]")
 

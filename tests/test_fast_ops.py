@@ -153,6 +153,17 @@ def test_crop_flip_matches_pil_path():
     np.testing.assert_array_equal(as_hwc(out), expected)
 
 
+def test_crop_flip_every_offset_and_flip():
+    image = varied_images()[:1]
+    grid = [(top, left, flip) for top in range(9) for left in range(9) for flip in (False, True)]
+    offsets = torch.tensor([[top, left] for top, left, _ in grid])
+    flips = torch.tensor([flip for _, _, flip in grid])
+    out = ops.crop_flip(as_batch(np.repeat(image, len(grid), axis=0)), offsets, flips, 4)
+    reference = PadCropFlip(4)
+    expected = np.stack([reference.apply(image[0], top, left, flip) for top, left, flip in grid])
+    np.testing.assert_array_equal(as_hwc(out), expected)
+
+
 def test_normalize_is_bitwise_the_pil_paths_to_tensor():
     images = varied_images()
     expected = torch.stack([to_tensor(img, CIFAR100_MEAN, CIFAR100_STD) for img in images])

@@ -219,3 +219,15 @@ def test_group_checks(tmp_path):
             for cfg in (a, tiny_cfg(tmp_path, "EXPERIMENT.NAME", "b"))]  # two different random teachers
     with pytest.raises(ValueError, match="paired runs need one teacher, but .*b holds a different one than .*a;"):
         SharedTeacherStep(runs, [1, 1])
+
+
+def test_teacher_micro_batches_keep_a_paired_run_equal_to_its_solo_run(tmp_path):
+    opts = ["SOLVER.TRAINER", "ours", "DISTILLER.TEACHER_CHUNK", 12]
+    solo = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "solo", *opts)
+    tiny_trainer(solo, views=2).fit()
+    paired = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "paired", *opts)
+    trainer = paired_trainer([paired], [TinyKD], [2])
+    calls = count_teacher_calls(trainer)
+    trainer.fit()
+    assert_same_run(folder(solo), folder(paired))
+    assert calls[0] == 2 and calls[1:4] == [12, 12, 8]  # the probe whole, then 32 rows in pieces of 12

@@ -2,10 +2,14 @@
 
     python tools/bench_speed.py --cfg configs/cifar100/sld/res32x4_res8x4.yaml \
         [--root DIR_WITH_CIFAR100 | --synthetic 50000] [--device cpu|cuda] [--batches 20] \
-        [--warmup 3] [--workers 2] [--amp bf16] [--channels-last] [--compile] [--cuda-graph] [--epoch] [--json OUT]
+        [--warmup 3] [--workers 2] [--threads N] [--amp bf16] [--[no-]channels-last] [--compile] \
+        [--cuda-graph] [--epoch] [--profile] [--json OUT] [KEY VALUE ...]
 
 Prints a table (two-view data pipeline images/s, train-step images/s, peak device memory,
-optionally one full epoch) and writes the numbers as JSON. See mdistiller/benchmark/speed.py.
+optionally one full epoch) and writes the numbers as JSON. Without flags ours runs with what
+a user gets: the config's defaults, `auto` settings resolved for the device (printed above the
+table, marked "(auto)"); flags and KEY VALUE config overrides change them. `--profile` prints
+where the fast data pipeline spends its time. See mdistiller/benchmark/speed.py.
 """
 import argparse
 import json
@@ -14,7 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mdistiller.benchmark.speed import format_table, run_benchmark, synthetic_cifar  # noqa: E402
+import torch  # noqa: E402
+
+from mdistiller.benchmark.speed import benchmark_settings, format_table, run_benchmark, synthetic_cifar  # noqa: E402
+from mdistiller.data.fast.bench import profile_fast_pipeline  # noqa: E402
 from mdistiller.config import load_cfg  # noqa: E402
 from mdistiller.data import load_cifar100_arrays  # noqa: E402
 from mdistiller.engine.device import configure_backends, resolve_device  # noqa: E402
@@ -32,10 +39,15 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     p.add_argument("--workers", type=int, default=2, help="PIL DataLoader workers = fast-path CPU threads")
     p.add_argument("--subset", type=int, default=0, help="use the first N training images (0 = all)")
-    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="mixed precision for ours")
-    p.add_argument("--channels-last", action="store_true", help="channels_last for ours")
-    p.add_argument("--compile", action="store_true", help="torch.compile student and teacher for ours")
-    p.add_argument("--cuda-graph", action="store_true", help="ours: one CUDA graph replay per step (SOLVER.CUDA_GRAPH)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), help="mixed precision for ours (default: SOLVER.AMP)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels_last for ours (default: SOLVER.CHANNELS_LAST, auto resolved)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile student and teacher for ours (default: SOLVER.COMPILE)")
+    p.add_argument("--cuda-graph", action="store_true", default=None,
+                   help="ours: one CUDA graph replay per step (default: SOLVER.CUDA_GRAPH)")
+    p.add_argument("--profile", action="store_true", help="also print where the fast data pipeline spends its time")
     p.add_argument("--epoch", action="store_true", help="also time one full training epoch of ours")
     p.add_argument("--only", choices=("data", "step"), help="run one section only")
     p.add_argument("--json", help="write the results here")
@@ -46,12 +58,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.batches < 1 or args.warmup < 0 or args.workers < 0 or args.synthetic < 0 or args.subset < 0:
-            raise UserError("--batches must be >= 1 and --warmup/--workers/--synthetic/--subset >= 0")
+        if min(args.batches - 1, args.warmup, args.workers, args.synthetic, args.subset, args.threads) < 0:
+            raise UserError("--batches must be >= 1 and --warmup/--workers/--synthetic/--subset/--threads >= 0")
         cfg = load_cfg(args.cfg, args.opts)
         device = resolve_device(args.device)
-        if args.cuda_graph and (device.type != "cuda" or args.amp == "fp16" or args.compile):
+        settings, auto = benchmark_settings(cfg, device, args.amp, args.channels_last, args.compile, args.cuda_graph)
+        if settings["cuda_graph"] and (device.type != "cuda" or settings["amp"] == "fp16" or settings["compile_"]):
             raise UserError(f"--cuda-graph needs --device cuda (got {device}) and neither --amp fp16 nor --compile")
+        if args.threads:
+            torch.set_num_threads(args.threads)
         configure_backends(device)
         if args.synthetic:
             images, labels = synthetic_cifar(args.synthetic, seed=cfg.SEED)
@@ -64,15 +79,20 @@ def main(argv=None):
             images, labels = images[:args.subset], labels[:args.subset]
         sections = (args.only,) if args.only else ("data", "step")
         result = run_benchmark(cfg, images, labels, device, args.batches, args.warmup, args.workers,
-                               amp=args.amp, channels_last=args.channels_last, compile_=args.compile,
-                               full_epoch=args.epoch, sections=sections, cuda_graph=args.cuda_graph)
+                               full_epoch=args.epoch, sections=sections, **settings)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result["source"] = source
+    result["source"], result["auto"] = source, auto
     print(f"data: {source}")
     for line in format_table(result):
         print(line)
+    if args.profile:
+        # The same pipeline as the data row (NCHW batches; a layout change is the step's).
+        result["profile"] = profile_fast_pipeline(images, labels, cfg.SOLVER.BATCH_SIZE, device=str(device),
+                                                  seed=cfg.SEED)
+        for line in result["profile"]["lines"]:
+            print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -12,7 +12,7 @@ from ..distillers import build_distiller, check_distiller_cfg, get_distiller_cla
 from ..distillers.base import Distiller
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import extract_student_state_dict, load_weights
-from .device import configure_backends, resolve_device, slow_amp_warning
+from .device import configure_backends, describe_speed_settings, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
@@ -121,6 +121,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
         run, train_loader, test_loader = build_run(cfg, info, device)
         say(f"output: {files.folder} | device {device} x{info.world_size} | SOLVER.TRAINER {cfg.SOLVER.TRAINER}",
             info.is_main)
+        say(describe_speed_settings(cfg, device), info.is_main)
         trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
         best = trainer.fit(resume=resume, overwrite=overwrite)[0]
         # Tear the group down only once every rank is done: a rank that leaves while a peer is
@@ -189,6 +190,7 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
     runs, views, train_loader, test_loader = build_paired_runs(cfgs, info, device)
     step = SharedTeacherStep(runs, views, overlap=overlap)
     say(f"paired: {len(runs)} runs on one stream | device {device} | {max(views)} view(s) per image", info.is_main)
+    say(describe_speed_settings(cfgs[0], device), info.is_main)
     trainer = Trainer(cfgs[0], runs, train_loader, test_loader, device, info, step_hooks=step_hooks, step=step,
                       stop_diverged=True)
     return trainer.fit(resume=resume, overwrite=overwrite)

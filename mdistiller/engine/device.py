@@ -1,15 +1,37 @@
-"""Where tensors live and in what precision — chosen here and nowhere else.
+"""Where tensors live, in what precision and layout — chosen here and nowhere else.
 
 Model and loss code never calls `.cuda()`; the trainer moves the distiller and each batch to
 the device returned by `resolve_device` and wraps forward passes in `autocast(...)`.
+
+Exact speed settings (results change by float rounding at most) default to `auto`, resolved
+for the device by `speed_settings(cfg, device)`:
+  SOLVER.CHANNELS_LAST auto    on for CUDA and for CPUs with oneDNN (its convolutions prefer
+                               NHWC; measured 1.4x on the SLD step of a 2-core AMD EPYC), off
+                               elsewhere;
+  DISTILLER.TEACHER_CHUNK auto on a CPU the teacher runs in micro-batches of CPU_TEACHER_CHUNK
+                               samples, so that its activations stay in cache and under glibc's
+                               32 MiB mmap limit (res32x4, 1 thread, CPU seconds for 128 images
+                               in chunks of 128 / 64 / 32: 2.08 / 1.89 / 1.83 NCHW, 1.61 / 1.52 /
+                               1.60 channels_last, with `keep_freed_memory`); on an accelerator
+                               the whole batch in one call.
+A fixed rule rather than a timing at start-up: a resumed run makes the same choice, so it
+repeats the uninterrupted one bit for bit. `configure_backends` also keeps freed memory in the
+process on a CPU (`keep_freed_memory`).
 """
 import contextlib
+import ctypes
+import ctypes.util
 
 import torch
 
 from ..errors import ConfigError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CPU_TEACHER_CHUNK = 64  # DISTILLER.TEACHER_CHUNK auto on a CPU (module docstring)
+# glibc mallopt parameters (malloc.h) and the values keep_freed_memory sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+TRIM_THRESHOLD = 1 << 30  # free memory kept at the top of the heap before it is returned
+MMAP_THRESHOLD = 1 << 25  # allocations up to 32 MiB (glibc's maximum) come from the heap
 
 
 def resolve_device(name="auto", local_rank=None):
@@ -40,6 +62,56 @@ def configure_backends(device, deterministic=False):
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
+    else:
+        keep_freed_memory()
+
+
+def keep_freed_memory():
+    """Let glibc's malloc reuse freed blocks of up to 32 MiB instead of unmapping them.
+
+    A CPU step allocates and frees the same multi-MiB tensors (activations, augmented blocks)
+    every iteration; by default glibc serves each from fresh pages (mmap) and returns them on
+    free, so every step pays a page fault per 4 KiB touched (measured on the fast loader:
+    ~1,800 faults per 1,000 samples, 5-10x fewer with this). Memory then stays with the
+    process at its peak. No effect (False) where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def resolve_channels_last(setting, device):
+    """SOLVER.CHANNELS_LAST -> bool (module docstring: what `auto` picks)."""
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+
+def resolve_teacher_chunk(setting, device):
+    """DISTILLER.TEACHER_CHUNK -> samples per teacher forward, 0 = the whole batch at once."""
+    if setting != "auto":
+        return int(setting)
+    return CPU_TEACHER_CHUNK if device.type == "cpu" else 0
+
+
+def speed_settings(cfg, device):
+    """The resolved exact speed settings of a config on `device`: {"channels_last": bool,
+    "teacher_chunk": int}."""
+    return {"channels_last": resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device),
+            "teacher_chunk": resolve_teacher_chunk(cfg.DISTILLER.TEACHER_CHUNK, device)}
+
+
+def describe_speed_settings(cfg, device):
+    """One line for the run's output: each setting, and `(auto)` where the config left it to us."""
+    chosen = speed_settings(cfg, device)
+    chunk = chosen["teacher_chunk"] or "whole batch"
+    auto = lambda value: " (auto)" if value == "auto" else ""
+    return (f"SOLVER.CHANNELS_LAST {chosen['channels_last']}{auto(cfg.SOLVER.CHANNELS_LAST)} | "
+            f"DISTILLER.TEACHER_CHUNK {chunk}{auto(cfg.DISTILLER.TEACHER_CHUNK)}")
 
 
 def autocast(device, amp):

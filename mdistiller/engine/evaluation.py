@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError
 from .checkpoint import extract_student_state_dict, load_weights
-from .device import autocast, configure_backends, prepare_model, resolve_device, to_device
+from .device import autocast, configure_backends, prepare_model, resolve_channels_last, resolve_device, to_device
 from .distributed import DistInfo
 from .metrics import RunningSums, correct_counts
 from .progress import Bar
@@ -72,7 +72,8 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
         settings["key"] = settings["key"] if is_external(name) else "-m/--model"
         model = load_weights(create_model(name, num_classes, cfg.DATASET.TYPE, **settings), ckpt,
                              extract=extract_student_state_dict)
-    prepare_model(model, device, cfg.SOLVER.CHANNELS_LAST).eval()
+    channels_last = resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device)
+    prepare_model(model, device, channels_last).eval()
     result = evaluate(lambda image: model(image)[0], test_loader, device, cfg.SOLVER.AMP,
-                      cfg.SOLVER.CHANNELS_LAST, progress=progress and not cfg.LOG.QUIET)
+                      channels_last, progress=progress and not cfg.LOG.QUIET)
     return dict(model=name, checkpoint=ckpt, dataset=cfg.DATASET.TYPE, **result)

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from ..config import run_name
-from ..distillers.base import Distiller, collect_views, split_outputs
+from ..distillers.base import Distiller, collect_views, split_outputs, teacher_forward
 from ..distillers.stack import vars_along_mro
 from ..errors import ConfigError
 from .device import autocast
@@ -183,13 +183,14 @@ class ServedTeacher(nn.Module):
 
 @contextlib.contextmanager
 def standing_in(distiller, stand_in):
-    """Temporarily replace `distiller.teacher` (only during its run_teacher)."""
-    real = distiller.teacher
-    distiller.teacher = stand_in
+    """Temporarily replace `distiller.teacher` (only during its run_teacher); the stand-in takes
+    the whole input in one call (the shared pass was already run in micro-batches)."""
+    real, chunk = distiller.teacher, distiller.teacher_chunk
+    distiller.teacher, distiller.teacher_chunk = stand_in, 0
     try:
         yield
     finally:
-        distiller.teacher = real
+        distiller.teacher, distiller.teacher_chunk = real, chunk
 
 
 def solo_batch(batch, views, n):
@@ -216,6 +217,8 @@ class SharedTeacherStep:
             if self.shares[id(run)] and n not in allowed:
                 raise ValueError(f"{type(run.distiller).__name__} takes {allowed} view(s), not {n}")
         self.teacher = shared_teacher(runs)
+        # The shared pass runs as the first sharing run's solo pass would (DISTILLER.TEACHER_CHUNK).
+        self.teacher_chunk = next((run.distiller.teacher_chunk for run in runs if self.shares[id(run)]), 0)
         first = runs[0]
         self.device, self.amp = first.device, first.amp
         for run in runs[1:]:
@@ -234,7 +237,8 @@ class SharedTeacherStep:
         out, need = None, max(self._teacher_views(run, views) for run in runs)
         if need:
             with torch.no_grad(), autocast(self.device, self.amp):
-                out = self.teacher(views[0] if need == 1 else torch.cat(views[:need], dim=0))
+                out = teacher_forward(self.teacher, views[0] if need == 1 else torch.cat(views[:need], dim=0),
+                                      self.teacher_chunk)
         for run in runs:
             with self._stream_of(run):
                 self._run_one(run, batch, views, out, need, target, kwargs, epoch, iteration)

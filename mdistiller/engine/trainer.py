@@ -47,7 +47,7 @@ from ..analysis.stat_sums import StatSums, collect_stats, scalar_stats, stat_sou
 from ..config import dump_cfg
 from ..errors import CheckpointError, UserError
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
-from .device import autocast, compile_networks, grad_scaler, prepare_model, to_device
+from .device import autocast, compile_networks, grad_scaler, prepare_model, speed_settings, to_device
 from .dot import dot_update
 from .distributed import DistInfo, all_gather_object, barrier, broadcast_object, wrap_ddp
 from .evaluation import evaluate
@@ -132,7 +132,9 @@ class StudentRun:
         self.device = device
         self.info = info
         self.amp = cfg.SOLVER.AMP
-        self.channels_last = cfg.SOLVER.CHANNELS_LAST
+        speed = speed_settings(cfg, device)  # SOLVER.CHANNELS_LAST, DISTILLER.TEACHER_CHUNK (auto: resolved)
+        self.channels_last = speed["channels_last"]
+        distiller.teacher_chunk = speed["teacher_chunk"]
         teacher = getattr(distiller, "teacher", None)
         if teacher is not None:
             teacher.requires_grad_(False)  # never trained; DDP then leaves it out of gradient sync
@@ -512,7 +514,7 @@ class Trainer:
                 if step_lr != run.lr:
                     set_lr(run.optimizer, step_lr)
                     run.lr = step_lr
-            batch = to_device(as_batch_dict(batch), self.device, cfg.SOLVER.CHANNELS_LAST)
+            batch = to_device(as_batch_dict(batch), self.device, self.runs[0].channels_last)
             self.step(runs, batch, epoch, it)
             seen += batch["target"].shape[0]
             bar.advance()

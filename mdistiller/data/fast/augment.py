@@ -8,6 +8,7 @@ The op table and the Cutout constants are imported from the PIL path, so both dr
 table. All random draws come from a `torch.Generator` on the images' device.
 """
 import torch
+from torch.profiler import record_function
 
 from ..randaugment import CUTOUT_FILL, CUTOUT_MAX, OPS, OPS_PER_IMAGE
 from . import ops
@@ -30,17 +31,19 @@ class OpTable:
             raise ValueError(f"the fast pipeline has no batched version of op(s) {', '.join(unknown)}")
         self.low = tuple(float(low) for _, low, _ in table)
         self.high = tuple(float(high) for _, _, high in table)
-        self.kernels, kernel_of = [], {}
+        self.kernels, self.kernel_names, kernel_of = [], [], {}
         for name in self.names:
             if name in ops.POINT_OPS:
                 kernel_of[name] = len(self.kernels)
                 self.kernels.append(_point_kernel(ops.POINT_OPS[name]))
+                self.kernel_names.append(name)
         for fixed_point in (True, False):
             group = [(i, ops.GEOMETRIC_OPS[name]) for i, name in enumerate(self.names)
                      if name in ops.GEOMETRIC_OPS and (name in ops.FIXED_POINT_OPS) == fixed_point]
             if group:
                 kernel_of.update({self.names[i]: len(self.kernels) for i, _ in group})
                 self.kernels.append(_geometric_kernel(group, fixed_point))
+                self.kernel_names.append("+".join(self.names[i] for i, _ in group))
         self.kernel_of_op = tuple(kernel_of[name] for name in self.names)
 
     def __len__(self):
@@ -94,10 +97,11 @@ def apply_ops(images, op_ids, magnitudes, table, grouped=None):
     # index_select, not `x[order]`: the latter is many times slower on CPU tensors.
     images, op_ids, magnitudes = (x.index_select(0, order) for x in (images, op_ids, magnitudes))
     pieces, start = [], 0
-    for kernel, count in zip(table.kernels, counts):
+    for kernel, name, count in zip(table.kernels, table.kernel_names, counts):
         if count:
             end = start + count
-            pieces.append(kernel(images[start:end], op_ids[start:end], magnitudes[start:end]))
+            with record_function(f"fast.{name}"):  # a label for `bench.profile_fast_pipeline`
+                pieces.append(kernel(images[start:end], op_ids[start:end], magnitudes[start:end]))
             start = end
     return torch.cat(pieces).index_select(0, torch.argsort(order))
 
@@ -121,7 +125,8 @@ def sample_cutout(n, width, height, generator, device):
 
 def weak_view(images, generator, pad=PAD):
     """Pad-crop + flip, each sample its own draw. uint8 in and out."""
-    return ops.crop_flip(images, *sample_crop_flip(images.shape[0], generator, images.device, pad), pad)
+    with record_function("fast.crop_flip"):
+        return ops.crop_flip(images, *sample_crop_flip(images.shape[0], generator, images.device, pad), pad)
 
 
 def randaugment(images, generator, table, num_ops=OPS_PER_IMAGE):
@@ -130,7 +135,8 @@ def randaugment(images, generator, table, num_ops=OPS_PER_IMAGE):
     op_ids, magnitudes = table.sample(n, num_ops, generator, images.device)
     for k in range(num_ops):
         images = apply_ops(images, op_ids[:, k], magnitudes[:, k], table)
-    return ops.cutout(images, *sample_cutout(n, w, h, generator, images.device), fill=CUTOUT_FILL)
+    with record_function("fast.cutout"):
+        return ops.cutout(images, *sample_cutout(n, w, h, generator, images.device), fill=CUTOUT_FILL)
 
 
 def strong_view(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):

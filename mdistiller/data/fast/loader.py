@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from ...errors import ConfigError
 from . import augment, ops
@@ -172,14 +173,16 @@ class FastTrainLoader:
             batch = {key: value[start:start + self.batch_size] for key, value in block.items()}
             with one_cpu_thread(self.device, threads):
                 for key in VIEW_KEYS[self.views]:
-                    batch[key] = ops.normalize(batch[key], self.mean, self.std, self.dtype, self.channels_last)
+                    with record_function("fast.normalize"):  # labels: bench.profile_fast_pipeline
+                        batch[key] = ops.normalize(batch[key], self.mean, self.std, self.dtype, self.channels_last)
                 if generator is not None:
                     batch["contrastive_index"] = self.contrast.sample(batch["index"], batch["target"], generator)
             yield batch
 
     def make_block(self, rows, generator):
         """The uint8 views, targets and indices of samples `rows`, all at once."""
-        images = self.images.index_select(0, rows)  # much faster than images[rows] on the CPU
+        with record_function("fast.select"):
+            images = self.images.index_select(0, rows)  # much faster than images[rows] on the CPU
         views = [augment.weak_view(images, generator)]
         if self.views == 2:
             views.append(augment.strong_view(images, generator, self.table))
@@ -215,7 +218,7 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
     and every world_size-th test sample from `rank` on.
     `with_index`: batches also carry CRD's "contrastive_index" ([positive, CRD.NCE.K negatives]).
     """
-    from ...engine.device import resolve_device
+    from ...engine.device import resolve_channels_last, resolve_device
     from ..loaders import build_sources
 
     if cfg.DATASET.TYPE != "cifar100":
@@ -226,7 +229,7 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
                           f"cannot share evenly; use a multiple of {world_size}")
     device = torch.device(device) if device is not None else resolve_device(cfg.DEVICE)
     train, test, classes, spec = build_sources(cfg)
-    layout = dict(channels_last=cfg.SOLVER.CHANNELS_LAST)
+    layout = dict(channels_last=resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device))
     labels = torch.as_tensor(train.labels, device=device)
     contrast = DeviceContrastSampler(labels, cfg.CRD.NCE.K, cfg.CRD.MODE) if with_index else None
     train_loader = FastTrainLoader(

@@ -47,15 +47,23 @@ def crop_flip(images, offsets, flips, pad):
 
     offsets: (N, 2) long, the crop's top-left corner (row, column) in the padded image, each in
     [0, 2*pad]; flips: (N,) bool.
+
+    Copies, no per-pixel gather: in a channel of the padded image flattened row by row, a crop
+    is H consecutive padded rows starting at `row * Wp + column`, of which each row's first W
+    pixels are kept. `windows` views every such run of H * Wp pixels at once (overlapping, no
+    copy) and one index_select copies each sample's runs; flipped samples are then taken from
+    a mirrored copy (a select too, where a per-pixel `where` is slow on the CPU).
     """
     n, c, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad))
-    rows = torch.arange(h, device=images.device, dtype=torch.int32)
-    cols = torch.arange(w, device=images.device, dtype=torch.int32)
-    rows = (rows + offsets[:, :1].int()) * (w + 2 * pad)  # (N, H); int32 math is much faster
-    cols = torch.where(flips.unsqueeze(1), w - 1 - cols, cols) + offsets[:, 1:].int()  # (N, W)
-    index = (rows.unsqueeze(2) + cols.unsqueeze(1)).view(n, h * w).long()
-    return _gather_padded(padded, index).view(n, c, h, w)
+    hp, wp = h + 2 * pad + 1, w + 2 * pad  # one spare zero row: the last run's discarded tail
+    flat = F.pad(images, (pad, pad, pad, pad + 1)).reshape(-1)
+    run = h * wp
+    windows = flat.as_strided((flat.numel() - run + 1, run), (1, 1))
+    starts = offsets[:, 0] * wp + offsets[:, 1]  # (N,)
+    planes = torch.arange(n * c, device=images.device).view(n, c) * (hp * wp)
+    crops = windows.index_select(0, (planes + starts.view(n, 1)).view(-1)).view(n, c, h, wp)[..., :w]
+    pick = torch.arange(n, device=images.device) + n * flips.long()
+    return torch.cat([crops, crops.flip(-1)]).index_select(0, pick)
 
 
 def affine(images, matrices, fixed_point):

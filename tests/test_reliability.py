@@ -11,10 +11,12 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from mdistiller.config import dump_cfg
+from mdistiller.config import dump_cfg, load_cfg
 from mdistiller.data import load_cifar100_arrays
 from mdistiller.engine.checkpoint import load_checkpoint
+from mdistiller.engine.run_folder import config_changes
 from mdistiller.engine.trainer import NonFiniteLossError
 from mdistiller.errors import CheckpointError, DataError
 from mdistiller.engine.worklog import append_epoch
@@ -390,3 +392,12 @@ def test_stale_decoded_cache_is_rebuilt_from_the_changed_data(cifar_root, tmp_pa
     again = load_cifar100_arrays(str(root), "test")
     assert not np.array_equal(first.images[0], again.images[0])
     assert np.array_equal(again.images[0], again.images[1])  # the new pixels, not the cached ones
+
+
+def test_a_resume_may_change_speed_settings_and_names_but_not_logit_standardization():
+    """LOGIT_STAND lives under EXPERIMENT (the LS repository's key) yet changes every logit loss,
+    so it is not among the safe-on-resume keys; the exact speed settings and the names are."""
+    saved = yaml.safe_load(dump_cfg(load_cfg(None, [])))
+    cfg = load_cfg(None, ["EXPERIMENT.LOGIT_STAND", "True", "SOLVER.CHANNELS_LAST", "False",
+                          "DISTILLER.TEACHER_CHUNK", "32", "EXPERIMENT.TAG", "renamed"])
+    assert [key for key, _, _ in config_changes(saved, cfg)] == ["EXPERIMENT.LOGIT_STAND"]

@@ -73,8 +73,10 @@ def test_slurm_gives_the_local_results_and_a_rerun_submits_nothing(tmp_path, cap
 
 
 # Long enough that the requeue lands well before the end: a requeued job is killed only some
-# seconds later (submitit ignores SIGTERM; SIGKILL follows after KillWait).
-EPOCHS, TRAIN = 30, 1000
+# seconds later (submitit ignores SIGTERM; SIGKILL follows after KillWait, and srun waits too).
+# On an idle 2-core machine an epoch takes ~0.15 s: 30 epochs left the old step time to finish
+# the run before its kill landed (seen once in CI), so the run is long enough for ~10 s more.
+EPOCHS, TRAIN = 80, 1000
 PREEMPT_AFTER, REQUEUE_AFTER = 2, 4  # epochs committed
 
 

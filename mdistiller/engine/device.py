@@ -6,8 +6,8 @@ the device returned by `resolve_device` and wraps forward passes in `autocast(..
 Exact speed settings (results change by float rounding at most) default to `auto`, resolved
 for the device by `speed_settings(cfg, device)`:
   SOLVER.CHANNELS_LAST auto    on for CUDA and for CPUs with oneDNN (its convolutions prefer
-                               NHWC; measured 1.4x on the SLD step of a 2-core AMD EPYC), off
-                               elsewhere;
+                               NHWC; the README's Speed section has the measured step ratios),
+                               off elsewhere;
   DISTILLER.TEACHER_CHUNK auto on a CPU the teacher runs in micro-batches of CPU_TEACHER_CHUNK
                                samples, so that its activations stay in cache and under glibc's
                                32 MiB mmap limit (res32x4, 1 thread, CPU seconds for 128 images

@@ -28,3 +28,7 @@ class DataError(UserError):
 
 class OutputError(UserError):
     """An output file or folder cannot be written (full disk, read-only folder, no permission)."""
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN/inf; the run stopped before writing a checkpoint of bad weights."""

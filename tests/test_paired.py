@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from mdistiller.distillers.base import Distiller
 from mdistiller.engine.checkpoint import load_checkpoint
-from mdistiller.engine.paired import SharedTeacherStep, check_group, teacher_rows
+from mdistiller.engine.paired import SharedTeacherStep, check_group, shares_teacher
 from mdistiller.engine.trainer import NonFiniteLossError, StudentRun, Trainer
 from mdistiller.errors import ConfigError
 from test_trainer_support import TinyKD, TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
@@ -29,8 +29,8 @@ class WeakTeacherOnly(TinyKD):
 
     shapes = []
 
-    def run_teacher(self, views):
-        return super().run_teacher(views[:1])
+    def teacher_views(self, n):
+        return (0,)
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         WeakTeacherOnly.shapes.append((len(student_outs), len(teacher_outs), teacher_outs[0][0].shape[0]))
@@ -106,7 +106,7 @@ def test_one_paired_run_equals_the_solo_run(tmp_path, views):
     calls = count_teacher_calls(trainer)
     assert trainer.fit()[0] >= 0
     assert_same_run(folder(solo), folder(paired))
-    assert calls[0] == views and calls[1:] == [16 * views] * 8  # the one-sample probe, then 1 pass per step
+    assert calls == [16] * views * 8  # one teacher pass per step, a forward per view (CPU: TEACHER_CHUNK 64)
 
 
 def test_two_students_equal_their_solo_runs_with_one_teacher_pass(tmp_path):
@@ -122,7 +122,7 @@ def test_two_students_equal_their_solo_runs_with_one_teacher_pass(tmp_path):
     trainer.fit()
     for name in ("a", "b"):
         assert_same_run(os.path.join(tmp_path, "solo", "p", name), os.path.join(tmp_path, "paired", "p", name))
-    assert calls[2:] == [16] * 8  # after the two probes: one teacher pass per step for both students
+    assert calls == [16] * 8  # one teacher pass per step for both students
     assert [run.optimizer.param_groups[0]["lr"] for run in trainer.runs] == [0.05, 0.1]  # b's own decay
 
 
@@ -134,10 +134,10 @@ def test_views_union_gives_one_view_runs_the_weak_view(tmp_path):
     trainer = paired_trainer([one, two, weak], [WeakTeacherOnly, TinyKD, WeakTeacherOnly], [1, 2, 2])
     calls = count_teacher_calls(trainer)
     trainer.fit()
-    # the one-view run gets [weak]; the two-view run whose run_teacher takes the weak view gets its
+    # the one-view run gets [weak]; the two-view run whose teacher needs the weak view only gets its
     # slice of the single teacher pass over both views
     assert set(WeakTeacherOnly.shapes) == {(1, 1, 16), (2, 1, 16)}
-    assert [c for c in calls if c > 2] == [32] * 4
+    assert calls == [16, 16] * 4  # CPU: a forward per view (TEACHER_CHUNK 64)
 
 
 def test_plug_in_runs_its_own_forward_on_its_solo_batch(tmp_path):
@@ -154,12 +154,38 @@ def test_plug_in_runs_its_own_forward_on_its_solo_batch(tmp_path):
     assert_same_run(folder(solo), os.path.join(tmp_path, "one", "p", "plugin"))
 
 
-def test_teacher_input_must_be_views_or_their_prefix():
-    weak, strong = torch.zeros(4, 3, 8, 8), torch.ones(4, 3, 8, 8)
-    assert teacher_rows([weak, strong], strong, "X") == (1, 2)
-    assert teacher_rows([weak, strong], torch.cat([weak, strong]), "X") == (0, 2)
-    with pytest.raises(ValueError, match="X.run_teacher fed the teacher an input"):
-        teacher_rows([weak, strong], weak[:2], "X")
+class OwnTeacherPass(TinyKD):
+    """Overrides run_teacher without declaring teacher_views: the step cannot know what it feeds."""
+
+    def run_teacher(self, views):
+        return super().run_teacher(views)
+
+
+def test_who_shares_the_teacher_pass():
+    assert shares_teacher(TinyKD(TinyNet(), TinyNet())) and shares_teacher(WeakTeacherOnly(TinyNet(), TinyNet()))
+    assert not shares_teacher(PlugIn(TinyNet(), TinyNet())) and not shares_teacher(OwnTeacherPass(TinyNet(), TinyNet()))
+
+
+def test_a_distiller_with_its_own_teacher_pass_runs_it_in_a_group(tmp_path):
+    solo = tiny_cfg(tmp_path / "solo", "EXPERIMENT.NAME", "own")
+    tiny_trainer(solo, distiller_cls=OwnTeacherPass).fit()
+    cfgs = [tiny_cfg(tmp_path, "EXPERIMENT.NAME", name) for name in ("own", "kd")]
+    trainer = paired_trainer(cfgs, [OwnTeacherPass, TinyKD])
+    calls = count_teacher_calls(trainer)
+    trainer.fit()
+    assert calls == [16, 16] * 8  # the shared pass for TinyKD, then OwnTeacherPass's own
+    assert_same_run(folder(solo), folder(cfgs[0]))
+
+
+def test_forward_train_takes_the_teacher_outputs_of_its_declared_views():
+    torch.manual_seed(0)
+    distiller = WeakTeacherOnly(TinyNet(), TinyNet()).train()
+    weak, strong, target = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.arange(4)
+    own = distiller.forward_train(image_weak=weak, image_strong=strong, target=target)
+    with torch.no_grad():
+        served = [distiller.teacher(weak), None]  # no output for the view it does not declare
+    given = distiller.forward_train(image_weak=weak, image_strong=strong, target=target, teacher_outs=served)
+    assert torch.equal(own[0], given[0]) and all(torch.equal(own[1][k], given[1][k]) for k in own[1])
 
 
 def test_diverged_student_stops_while_the_other_goes_on(tmp_path, capsys):
@@ -230,4 +256,15 @@ def test_teacher_micro_batches_keep_a_paired_run_equal_to_its_solo_run(tmp_path)
     calls = count_teacher_calls(trainer)
     trainer.fit()
     assert_same_run(folder(solo), folder(paired))
-    assert calls[0] == 2 and calls[1:4] == [12, 12, 8]  # the probe whole, then 32 rows in pieces of 12
+    assert calls[:4] == [12, 4, 12, 4]  # each view of 16 rows in pieces of 12
+
+
+def test_with_micro_batches_a_run_beside_a_larger_group_gets_its_solo_teacher_outputs(tmp_path):
+    # a one-view run in a two-view group: its teacher sees its own view in its own forwards
+    opts = ["DISTILLER.TEACHER_CHUNK", 12]
+    solo = tiny_cfg(tmp_path / "solo", "EXPERIMENT.NAME", "weak", "SOLVER.TRAINER", "ours", *opts)
+    tiny_trainer(solo, views=2, distiller_cls=WeakTeacherOnly).fit()
+    cfgs = [tiny_cfg(tmp_path, "EXPERIMENT.NAME", "weak", "SOLVER.TRAINER", "ours", *opts),
+            tiny_cfg(tmp_path, "EXPERIMENT.NAME", "two", "SOLVER.TRAINER", "ours", *opts)]
+    paired_trainer(cfgs, [WeakTeacherOnly, TinyKD], [2, 2]).fit()
+    assert_same_run(folder(solo), folder(cfgs[0]))

@@ -195,14 +195,15 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monke
     assert [b[0] for b in blocks] == [1, 2]  # epoch 2's block from the crashed attempt was trimmed
 
 
-def test_out_of_memory_gives_a_hint(tmp_path, monkeypatch):
-    def oom(self, batch, epoch, iteration):
+def test_out_of_memory_gives_a_hint(tmp_path):
+    def oom(runs, batch, epoch, iteration):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainer_module.StudentRun, "step", oom)
+    trainer = tiny_trainer(tiny_cfg(tmp_path))
+    trainer.step = oom
     with pytest.raises(trainer_module.OutOfMemory, match=r"epoch 1, iteration 1/4 \(SOLVER.BATCH_SIZE 16, "
                                                          r"SOLVER.AMP none\): lower SOLVER.BATCH_SIZE.*bf16"):
-        tiny_trainer(tiny_cfg(tmp_path)).fit()
+        trainer.fit()
 
 
 @pytest.mark.parametrize("opts", [("SOLVER.AMP", "bf16"), ("SOLVER.AMP", "fp16"), ("SOLVER.CHANNELS_LAST", True)])

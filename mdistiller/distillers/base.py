@@ -5,15 +5,19 @@ epoch=...)` and calls `self.student` / `self.teacher` itself runs unchanged. It 
 keyword arguments mdistiller's trainer for the batch passes (`UPSTREAM_CALLS`), or, when its
 signature has no `**kwargs`, with those of the batch's arguments that it names.
 
-Built-in distillers instead implement `distill(student_outs, teacher_outs, target, epoch)`;
-the base class runs the models once per step:
-  * the teacher once, on all views concatenated, without gradient (exact because the teacher
-    stays in eval mode, so BatchNorm uses running statistics); `teacher_chunk` > 0 feeds that
-    batch to it in micro-batches of that many samples (`teacher_forward`: also exact, and
-    faster on CPUs — DISTILLER.TEACHER_CHUNK, set by the trainer);
+Built-in distillers instead implement `distill(student_outs, teacher_outs, target, epoch)`
+and declare which views their teacher must see (`teacher_views`); the models run once per step:
+  * the teacher once, without gradient, on the declared views (`teacher_pass`: exact because the
+    teacher stays in eval mode, so BatchNorm uses running statistics). With `teacher_chunk` > 0
+    (DISTILLER.TEACHER_CHUNK, set by the trainer; faster on CPUs) each view goes through it in
+    micro-batches of that many samples; with 0 (GPUs) the views go through concatenated, in one
+    forward (fewer kernel launches), and the output is split per view;
   * the student once per view (never concatenated: batch statistics would change).
-Keeping "run the models" and "compute the losses" apart is what lets stacks add loss terms
-without a second forward pass, and a paired benchmark share one teacher pass among students.
+`forward_train(..., teacher_outs=None)` runs the teacher itself (`run_teacher`); a caller that
+already has the teacher's outputs (paired training: one pass for several students) passes them,
+one per batch view. Keeping "run the models" and "compute the losses" apart is what lets stacks
+add loss terms without a second forward pass, and a paired group share one teacher pass.
+The training step that calls all this is engine/step.py.
 """
 import inspect
 
@@ -70,6 +74,17 @@ def teacher_forward(teacher, x, chunk=0):
     return concat_outputs([teacher(piece) for piece in x.split(chunk)])
 
 
+def teacher_pass(teacher, views, chunk=0):
+    """The teacher's outputs, one (logits, feats) per view, without gradient. `chunk` > 0: each
+    view on its own, in micro-batches of `chunk` samples (no concatenation of outputs across
+    views); 0: one forward over the views concatenated, split per view. Solo and paired steps
+    both call this, so a run gets the same outputs in either."""
+    with torch.no_grad():
+        if chunk or len(views) == 1:
+            return [teacher_forward(teacher, view, chunk) for view in views]
+        return split_outputs(teacher(torch.cat(views, dim=0)), [v.shape[0] for v in views])
+
+
 class Distiller(nn.Module):
     """Holds `student` and `teacher`; the teacher never trains and never gets gradients.
 
@@ -80,7 +95,7 @@ class Distiller(nn.Module):
 
     views = (1,)
     needs_index = False
-    teacher_chunk = 0  # samples per teacher forward in run_teacher; 0 = the whole batch
+    teacher_chunk = 0  # samples per teacher forward (teacher_pass); 0 = all views in one forward
 
     def __init__(self, student, teacher):
         super().__init__()
@@ -107,24 +122,30 @@ class Distiller(nn.Module):
                    if not name.startswith(("teacher.", "student.")))
 
     # ------------------------------------------------------------------ the step
+    def teacher_views(self, n):
+        """Which of a batch's `n` views the teacher must see (indices, ascending): `distill`
+        receives their outputs in this order. Default: all of them."""
+        return tuple(range(n))
+
     def run_teacher(self, views):
-        """One teacher pass over all views (`teacher_chunk` samples per forward); returns a list of
-        (logits, feats) per view."""
-        with torch.no_grad():
-            if len(views) == 1:
-                return [teacher_forward(self.teacher, views[0], self.teacher_chunk)]
-            out = teacher_forward(self.teacher, torch.cat(views, dim=0), self.teacher_chunk)
-        return split_outputs(out, [v.shape[0] for v in views])
+        """The teacher pass over the views `teacher_views` declares, when the caller has none."""
+        return teacher_pass(self.teacher, [views[i] for i in self.teacher_views(len(views))], self.teacher_chunk)
 
     def run_student(self, views):
         return [self.student(v) for v in views]
 
-    def forward_train(self, image=None, target=None, epoch=1, image_weak=None, image_strong=None, **kwargs):
+    def forward_train(self, image=None, target=None, epoch=1, image_weak=None, image_strong=None, teacher_outs=None,
+                      **kwargs):
+        """(predictions, {term: loss}). `teacher_outs`: the teacher's outputs, one per batch view
+        (those of views this distiller does not declare may be None); None: run the teacher here."""
         views = collect_views(image, image_weak, image_strong)
         if len(views) not in self.views:
             raise ValueError(f"{type(self).__name__} needs {self.views} view(s) but got {len(views)}; "
                              "set SOLVER.TRAINER to 'ours' for two views or 'base' for one")
-        teacher_outs = self.run_teacher(views)
+        if teacher_outs is None:
+            teacher_outs = self.run_teacher(views)
+        else:
+            teacher_outs = [teacher_outs[i] for i in self.teacher_views(len(views))]
         student_outs = self.run_student(views)
         return self.distill(student_outs, teacher_outs, target, epoch=epoch, **kwargs)
 

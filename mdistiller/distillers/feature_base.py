@@ -41,8 +41,8 @@ class FeatureDistiller(Distiller):
     def used_views(self, views):
         return views if self.all_views else views[:1]
 
-    def run_teacher(self, views):
-        return super().run_teacher(self.used_views(views))
+    def teacher_views(self, n):
+        return tuple(self.used_views(range(n)))
 
     def run_student(self, views):
         return super().run_student(self.used_views(views))

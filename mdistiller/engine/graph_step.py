@@ -5,8 +5,8 @@ and launching them one by one from Python takes longer than running them: on an 
 res32x4 -> res8x4 epoch took 14.4 s (~18 ms per step) for about a second of arithmetic. A
 replayed graph launches the whole step in one call.
 
-In the graph: the distiller's forward (teacher pass, student passes, loss terms), the backward
-and the SGD update. Outside it, per batch: copying the batch into the graph's input tensors,
+In the graph: the step's forward (engine/step.py's `forward_losses`: the distiller's teacher
+pass, student passes and loss terms), the backward and the SGD update. Outside it, per batch: copying the batch into the graph's input tensors,
 setting the LR tensor, and the metric sums (which read the graph's outputs).
 
 A graph replays fixed kernels on fixed memory without the host, hence:
@@ -33,6 +33,7 @@ from ..analysis.stat_sums import collect_stats
 from ..errors import ConfigError
 from .device import AMP_DTYPES
 from .objective import total_loss
+from .step import forward_losses
 
 WARMUP_STEPS = 3  # eager steps before the first capture
 
@@ -153,7 +154,7 @@ class GraphedStep:
 
     def _forward_backward(self, batch, epoch):
         with self._autocast():
-            preds, losses = self.model(**batch, epoch=epoch)
+            preds, losses = forward_losses(self.model, batch, epoch)
         loss = total_loss(losses)
         loss.backward()
         return (loss.detach(), {k: v.detach() for k, v in losses.items()}, preds.detach(),

@@ -3,24 +3,20 @@ learn from ONE teacher on ONE data stream, in one process. Each step draws one b
 teacher once, and every student takes its own optimizer step on exactly that batch, so method
 differences are measured on identical data (paired) and the teacher is paid once, not K times.
 
-The step (`SharedTeacherStep`), per batch:
-  1. the teacher runs once, without gradient, on the views the runs ask for (one view, or the
-     views concatenated, exactly as `Distiller.run_teacher` feeds it);
-  2. the runs, one after another: the distiller's own `run_teacher` is called with a stand-in
-     teacher (`ServedTeacher`) that answers from the shared pass, then `run_student`,
-     `distill`, the run's own update (optimizer, grad scaler, DOT's two-pass update) and its
-     metrics — the calls `forward_train` makes, in the same order. Per-run LR schedules,
-     checkpoints, logs and output folders are the Trainer's, i.e. what a solo run writes.
+The step is engine/step.py's `train_step`, with `SharedTeacherStep` as its `shared` part:
+  1. the teacher runs once, without gradient, on the union of the views the runs' distillers
+     declare (`Distiller.teacher_views`), through the same `teacher_pass` a solo run uses;
+  2. the runs, one after another, each on its solo batch (`serve`) with its views' teacher
+     outputs handed to its forward (`forward_train(..., teacher_outs=...)`), then its own update
+     (optimizer, grad scaler, DOT's two-pass update) and metrics. Per-run LR schedules,
+     checkpoints, logs and output folders are the Trainer's, i.e. what a solo run writes; the
+     rules of several runs in one loop (a diverged run stops, runs ahead wait after a kill)
+     are engine/run_group.py's.
 
 Views (the union rule): the group's loader carries two views (weak + strong) when any run's
 solo config would get two (`engine.build.input_views`); every run gets as many views as its
 solo run would, and a one-view run of a two-view group gets the weak view (the one-view
 pipeline's augmentation), as the `image` its distiller expects.
-
-Which teacher rows a run needs is found once, on the first batch, by calling its
-`run_teacher` on one-sample copies of the views with a recording stand-in (`ProbeTeacher`). A
-`run_teacher` may feed the teacher one of the views it was given or the first t of them
-concatenated (what every built-in does); anything else is refused with a ValueError.
 
 Exactness. A one-run group does the same floating-point operations and draws the same random
 numbers as `tools/train.py`: its weights are bit-identical on CPU. With several runs, each run
@@ -28,14 +24,18 @@ equals the solo run that sees the same data stream (same SEED, same views) provi
   * the students' steps draw no random numbers (no dropout; true of the CIFAR zoo and of the
     logit distillers): the runs share the global generators, so a run that draws shifts what
     the runs after it draw (the data stream is unaffected: loaders own their generators);
-  * the run's teacher input equals the group's: a run needing fewer views (KD beside SLD's
-    weak + strong) gets its rows of the larger teacher batch, equal up to float rounding.
+  * with DISTILLER.TEACHER_CHUNK 0 (GPUs), the run's teacher views equal the group's: a run
+    needing fewer views (KD beside SLD's weak + strong) gets its rows of the larger teacher
+    forward, equal up to float rounding. With a chunk (CPUs) every view has a forward of its
+    own, so it gets exactly its solo outputs.
 A one-view run in a two-view group sees the group's stream, not its solo one-view stream
 (two-view loading draws more random numbers); the paired comparison is what matters there.
 
 Sharing the teacher: the runs' distillers must hold the same teacher object, or teachers with
 identical weights (checked; ValueError otherwise). mdistiller plug-ins that override
-`forward_train` (no `distill`) cannot share: they run their own forward, teacher included.
+`forward_train` (no `distill`), distillers whose teacher trains (mdistiller-faithful OFD) and
+ones that override `run_teacher` without declaring `teacher_views` cannot share: they run their
+own forward, teacher included.
 
 Memory: the runs go one after another, so the peak is about the teacher's outputs plus the
 largest student's step. `overlap=True` runs each student on its own CUDA stream so that small
@@ -44,14 +44,13 @@ students' kernels overlap (peak: teacher + all students); on CPU it has no effec
 import contextlib
 
 import torch
-from torch import nn
 
 from ..config import run_name
-from ..distillers.base import Distiller, collect_views, split_outputs, teacher_forward
+from ..distillers.base import Distiller
 from ..distillers.stack import vars_along_mro
 from ..errors import ConfigError
-from .device import autocast
 from .run_folder import run_folder
+from .step import train_step
 
 VIEW_KEYS = ("image", "image_weak", "image_strong")
 # Config keys every run of a group shares: they decide the data stream, the loop and the
@@ -103,10 +102,12 @@ def check_group(cfgs):
 
 
 def shares_teacher(distiller):
-    """Whether the step can serve this distiller's teacher: it splits its forward into
-    run_teacher / run_student / distill instead of overriding forward_train, and keeps its teacher
-    in eval mode (mdistiller-faithful OFD trains its own, see engine.build.build_paired_runs)."""
-    return (isinstance(distiller, Distiller) and "forward_train" not in vars_along_mro(type(distiller))
+    """Whether the step can serve this distiller's teacher outputs: it implements `distill`
+    instead of overriding forward_train, says which views its teacher needs (`teacher_views`,
+    inherited unless it overrides `run_teacher`), and keeps its teacher in eval mode
+    (mdistiller-faithful OFD trains its own, see engine.build.build_paired_runs)."""
+    names = vars_along_mro(type(distiller)) if isinstance(distiller, Distiller) else {"forward_train"}
+    return ("forward_train" not in names and ("run_teacher" not in names or "teacher_views" in names)
             and not getattr(distiller, "teacher_trains", False))
 
 
@@ -132,67 +133,6 @@ def shared_teacher(runs):
     return first
 
 
-def teacher_rows(views, x, who):
-    """(start, stop): the views a teacher input stands for — views[i] itself, or views[:t]
-    concatenated. ValueError for anything else (the shared pass could not answer it)."""
-    for i, view in enumerate(views):
-        if x is view:
-            return i, i + 1
-    rows = 0
-    for t, view in enumerate(views, 1):
-        rows += view.shape[0]
-        if t > 1 and x.shape[0] == rows and x.shape[1:] == view.shape[1:]:
-            return 0, t
-    raise ValueError(f"{who}.run_teacher fed the teacher an input that is neither one of the batch's views nor "
-                     "its first views concatenated; paired training cannot share the teacher pass with it")
-
-
-class ProbeTeacher(nn.Module):
-    """Stand-in teacher that records which views each call asks for and runs the real teacher."""
-
-    def __init__(self, teacher, views, who):
-        super().__init__()
-        self.real = [teacher]  # a list: not registered as a submodule
-        self.views, self.who, self.stop = views, who, 0
-
-    def forward(self, x):
-        self.stop = max(self.stop, teacher_rows(self.views, x, self.who)[1])
-        return self.real[0](x)
-
-
-class ServedTeacher(nn.Module):
-    """Stand-in teacher that answers each call from the shared pass `out` over views[:len(sizes)]."""
-
-    def __init__(self, views, out, who):
-        super().__init__()
-        self.views, self.out, self.who = views, out, who
-        self.sizes = [v.shape[0] for v in views]
-        self.pieces = None  # per-view outputs, split when first asked for
-
-    def forward(self, x):
-        start, stop = teacher_rows(self.views, x, self.who)
-        if (start, stop) == (0, len(self.sizes)):
-            return self.out  # the very tensors a solo run's teacher call returns
-        if stop - start == 1:
-            if self.pieces is None:
-                self.pieces = split_outputs(self.out, self.sizes)
-            return self.pieces[start]
-        rows = sum(self.sizes[:stop])
-        return split_outputs(self.out, [rows, sum(self.sizes) - rows])[0]
-
-
-@contextlib.contextmanager
-def standing_in(distiller, stand_in):
-    """Temporarily replace `distiller.teacher` (only during its run_teacher); the stand-in takes
-    the whole input in one call (the shared pass was already run in micro-batches)."""
-    real, chunk = distiller.teacher, distiller.teacher_chunk
-    distiller.teacher, distiller.teacher_chunk = stand_in, 0
-    try:
-        yield
-    finally:
-        distiller.teacher, distiller.teacher_chunk = real, chunk
-
-
 def solo_batch(batch, views, n):
     """The batch as a run with `n` views receives it alone: `image` = the weak view for one."""
     if n == 1 and len(views) == 2:
@@ -202,8 +142,9 @@ def solo_batch(batch, views, n):
 
 
 class SharedTeacherStep:
-    """Trainer step for paired runs (module docstring). `views`: each run's view count (default:
-    what its config gives a solo run); `overlap`: one CUDA stream per run."""
+    """Trainer step for paired runs (module docstring): `train_step` with this as its shared
+    part. `views`: each run's view count (default: what its config gives a solo run);
+    `overlap`: one CUDA stream per run."""
 
     def __init__(self, runs, views=None, overlap=False):
         if views is None:
@@ -211,14 +152,18 @@ class SharedTeacherStep:
 
             views = [input_views(run.cfg) for run in runs]
         self.views = {id(run): n for run, n in zip(runs, views)}
-        self.shares = {id(run): shares_teacher(run.distiller) for run in runs}
+        shares = {id(run): shares_teacher(run.distiller) for run in runs}
         for run, n in zip(runs, views):
             allowed = getattr(run.distiller, "views", (1, 2))
-            if self.shares[id(run)] and n not in allowed:
+            if shares[id(run)] and n not in allowed:
                 raise ValueError(f"{type(run.distiller).__name__} takes {allowed} view(s), not {n}")
         self.teacher = shared_teacher(runs)
+        # id(run) -> the views whose teacher outputs the step hands it (None: it runs its own teacher)
+        self.served = {id(run): tuple(run.distiller.teacher_views(n))
+                       if shares[id(run)] and run.distiller.teacher is not None else None
+                       for run, n in zip(runs, views)}
         # The shared pass runs as the first sharing run's solo pass would (DISTILLER.TEACHER_CHUNK).
-        self.teacher_chunk = next((run.distiller.teacher_chunk for run in runs if self.shares[id(run)]), 0)
+        self.teacher_chunk = next((run.distiller.teacher_chunk for run in runs if shares[id(run)]), 0)
         first = runs[0]
         self.device, self.amp = first.device, first.amp
         for run in runs[1:]:
@@ -226,62 +171,29 @@ class SharedTeacherStep:
                 raise ValueError("paired runs must use one device and one SOLVER.AMP")
         self.overlap = overlap and self.device.type == "cuda"
         self.streams = {}
-        self.stops = {}  # id(run) -> views of the teacher pass the run reads (0: none)
 
     def __call__(self, runs, batch, epoch, iteration):
-        views = collect_views(batch.get("image"), batch.get("image_weak"), batch.get("image_strong"))
-        target = batch["target"]
-        kwargs = {k: v for k, v in batch.items() if k not in VIEW_KEYS and k != "target"}
-        if self.overlap:
-            main = torch.cuda.current_stream(self.device)
-        out, need = None, max(self._teacher_views(run, views) for run in runs)
-        if need:
-            with torch.no_grad(), autocast(self.device, self.amp):
-                out = teacher_forward(self.teacher, views[0] if need == 1 else torch.cat(views[:need], dim=0),
-                                      self.teacher_chunk)
-        for run in runs:
-            with self._stream_of(run):
-                self._run_one(run, batch, views, out, need, target, kwargs, epoch, iteration)
-        if self.overlap:
-            for run in runs:
-                main.wait_stream(self.streams[id(run)])
+        train_step(runs, batch, epoch, iteration, shared=self)
 
-    def _stream_of(self, run):
+    def needed(self, runs):
+        """The views (indices, ascending) the teacher pass must cover for these runs."""
+        return tuple(sorted({i for run in runs for i in self.served[id(run)] or ()}))
+
+    def serve(self, run, batch, views, outs):
+        """(the batch as the run gets it alone, the teacher outputs handed to its forward)."""
+        n = self.views[id(run)]
+        return solo_batch(batch, views, n), None if self.served[id(run)] is None else outs[:n]
+
+    def stream_of(self, run):
         if not self.overlap:
             return contextlib.nullcontext()
         stream = self.streams.setdefault(id(run), torch.cuda.Stream(self.device))
         stream.wait_stream(torch.cuda.current_stream(self.device))  # the batch and teacher outputs are ready
         return torch.cuda.stream(stream)
 
-    def _teacher_views(self, run, views):
-        """How many of the batch's views this run's run_teacher reads (probed on the first batch)."""
-        key = id(run)
-        if key not in self.stops:
-            distiller = run.distiller
-            if not self.shares[key] or distiller.teacher is None:
-                self.stops[key] = 0
-            else:
-                probe_views = [v[:1].clone() for v in views]
-                probe = ProbeTeacher(self.teacher, probe_views, type(distiller).__name__)
-                with standing_in(distiller, probe), autocast(self.device, self.amp):
-                    distiller.run_teacher(probe_views[:self.views[key]])
-                self.stops[key] = probe.stop
-        return self.stops[key]
-
-    def _run_one(self, run, batch, views, out, need, target, kwargs, epoch, iteration):
-        n = self.views[id(run)]
-        distiller = run.distiller
-        if not self.shares[id(run)]:
-            run.step(solo_batch(batch, views, n), epoch, iteration)
-            return
-        own = views[:n]
-        with autocast(run.device, run.amp):
-            if distiller.teacher is None:
-                teacher_outs = distiller.run_teacher(own)
-            else:
-                with standing_in(distiller, ServedTeacher(views[:need], out, type(distiller).__name__)):
-                    teacher_outs = distiller.run_teacher(own)
-            student_outs = distiller.run_student(own)
-            preds, losses = distiller.distill(student_outs, teacher_outs, target, epoch=epoch, **kwargs)
-        loss = run.update(run, losses)
-        run.record(loss, losses, preds, target, iteration)
+    def join(self, runs):
+        """The main stream waits for every run's stream (overlap only)."""
+        if self.overlap:
+            main = torch.cuda.current_stream(self.device)
+            for run in runs:
+                main.wait_stream(self.streams[id(run)])

@@ -1,8 +1,9 @@
 """The one training loop, for every distiller (one or two views, CRD indices).
 
-A step is a chain of separable pieces:
-    loader batch -> device -> for each student: distiller forward (teacher once per view set,
-    student per view) -> loss terms -> backward -> optimizer step -> device-side metrics.
+The step itself, per batch, is ONE function for every caller, in engine/step.py (`train_step`):
+    loader batch -> device -> teacher outputs (once) -> for each student: student forward and
+    loss terms (`distill`) -> update (`run.update`: backward + optimizer step, or DOT's) ->
+    device-side metrics.
 With SOLVER.CUDA_GRAPH a run's forward, backward and optimizer step are one CUDA-graph replay
 (engine/graph_step.py); the metrics stay outside the graph.
 `StudentRun` is everything about ONE student (its distiller, optimizer, grad scaler, metrics,
@@ -11,12 +12,9 @@ progress, evaluation) that feeds the same batches to every run. `tools/train.py`
 run; paired training (engine/paired.py) hands it several runs and a `step` that runs the
 teacher once for all of them. Each run follows its own config's LR schedule.
 
-Several runs: a run whose loss turns non-finite raises NonFiniteLossError when the Trainer is
-built with `stop_diverged=False` (the default, and what a single run does); with True it is
-stopped instead: a one-line `stopped.txt` in its folder says why, it leaves the loop, writes no
-further checkpoint and no `best_acc` line, and the other runs go on (the error is raised once
-no run is left). A resume skips stopped runs, and runs whose `latest` is ahead of the others
-(killed between two runs' commits) wait until the others have caught up with them.
+Several runs: what happens to a run whose loss turns non-finite (`stop_diverged`) and to runs
+ahead of the others at a resume are the rules of engine/run_group.py; a single run raises
+NonFiniteLossError.
 
 Resume semantics. Checkpoints are written at epoch ends. Besides mdistiller's fields
 (`epoch`, `model`, `optimizer`, `best_acc`) `latest` holds the grad-scaler state and every
@@ -45,9 +43,9 @@ import torch
 
 from ..analysis.stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from ..config import dump_cfg
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, NonFiniteLossError, UserError
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
-from .device import autocast, compile_networks, grad_scaler, prepare_model, speed_settings, to_device
+from .device import compile_networks, grad_scaler, prepare_model, speed_settings, to_device
 from .dot import dot_update
 from .distributed import DistInfo, all_gather_object, barrier, broadcast_object, wrap_ddp
 from .evaluation import evaluate
@@ -58,25 +56,14 @@ from .optim import build_optimizer, lr_at, set_lr
 from .output import write_text_atomic, writing
 from .progress import Bar, epoch_summary, say
 from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
+from .run_group import run_rules, stopped_reason
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .step import train_step
 from .worklog import EventLog, append_best, append_epoch, trim_worklog
 
 RESUME_WAY_OUT = "resume from an intact copy (e.g. an epoch_N file copied over latest) or start over with --overwrite"
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def stopped_reason(folder):
-    """The reason recorded in `folder`'s stopped.txt, or None when the run was not stopped."""
-    try:
-        with open(os.path.join(folder, STOPPED_FILE)) as f:
-            return f.read().strip() or "stopped"
-    except FileNotFoundError:
-        return None
-
-
-class NonFiniteLossError(UserError):
-    """The loss became NaN/inf; the run stopped before writing a checkpoint of bad weights."""
 
 
 class OutOfMemory(UserError):
@@ -97,12 +84,6 @@ def backward_step(run, losses):
 # SOLVER.TRAINER name -> update(run, losses) -> total loss, for trainers whose update is not one
 # backward + one step (DOT back-propagates its two losses separately). Default: backward_step.
 TRAINER_UPDATES = {"dot": dot_update}
-
-
-def solo_step(runs, batch, epoch, iteration):
-    """The default step: each run does its own forward (teacher included) on the batch."""
-    for run in runs:
-        run.step(batch, epoch, iteration)
 
 
 def as_batch_dict(batch):
@@ -186,20 +167,6 @@ class StudentRun:
         self.sums = RunningSums(self.device)
         self.stat_sums = StatSums()
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-
-    def compute_losses(self, batch, epoch):
-        """Forward: (predictions for train accuracy, {term: loss})."""
-        with autocast(self.device, self.amp):
-            return self.model(**batch, epoch=epoch)
-
-    def step(self, batch, epoch, iteration):
-        if self.graphed is not None:
-            loss, losses, preds, stats = self.graphed(batch, epoch, self.lr)
-            self.record(loss, losses, preds, batch["target"], iteration, stats)
-            return
-        preds, losses = self.compute_losses(batch, epoch)
-        loss = self.update(self, losses)
-        self.record(loss, losses, preds, batch["target"], iteration)
 
     def record(self, loss, losses, preds, target, iteration, stats=None):
         """Accumulate metrics on the device (no host sync). The loss terms of the first step
@@ -361,16 +328,15 @@ class Trainer:
     """Feeds the same batches to one or more StudentRuns, epoch after epoch.
 
     `step(runs, batch, epoch, iteration)` trains the given runs on one batch (default:
-    `solo_step`); `stop_diverged` stops a diverged run instead of raising (module docstring)."""
+    engine/step.py's `train_step`); `stop_diverged` stops a diverged run of several instead of
+    raising (engine/run_group.py)."""
 
     def __init__(self, cfg, runs, train_loader, test_loader, device, info=DistInfo(), step_hooks=(),
-                 step=solo_step, stop_diverged=False):
-        if stop_diverged and info.enabled:
-            raise ValueError("stop_diverged needs one process: ranks would disagree on which runs are left")
+                 step=train_step, stop_diverged=False):
         self.cfg = cfg
         self.runs = [runs] if isinstance(runs, StudentRun) else list(runs)
+        self.rules = run_rules(self.runs, info, stop_diverged)  # one run, or a group's rules
         self.step = step
-        self.stop_diverged = stop_diverged
         self.train_loader = train_loader
         self.test_loader = test_loader
         self.device = device
@@ -437,12 +403,7 @@ class Trainer:
     def _resume(self):
         """Load every live run's `latest` (a run with nothing committed starts at epoch 1);
         returns the first epoch to train."""
-        for run in self.runs:
-            run.stopped = stopped_reason(run.files.folder)
-        live = [run for run in self.runs if run.stopped is None]
-        if not live:
-            raise CheckpointError(f"every run was stopped earlier (see {STOPPED_FILE} in {self.runs[0].files.folder}); "
-                                  "start over with --overwrite")
+        live = self.rules.live()
         ckpts = {}
         for run in live:
             if os.path.isfile(run.files.latest):
@@ -451,8 +412,7 @@ class Trainer:
                 except CheckpointError as err:
                     raise CheckpointError(f"{err}; {RESUME_WAY_OUT}") from None
                 run.epoch_done = run.load_resume(ckpts[run])
-        # Runs ahead of the others wait for them; the random state is that of a run behind.
-        behind = min(live, key=lambda run: run.epoch_done)
+        behind = self.rules.resume_from(live)
         for run in self.runs:
             where = (f"stopped earlier: {run.stopped}" if run.stopped else
                      f"after epoch {run.epoch_done} (best top-1 {run.best_acc:.2f})" if run.epoch_done else
@@ -477,31 +437,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def _read_stats(self, runs, epoch, iters, info=None):
-        """[(run, train_stats)]; a diverged run is dropped from `runs` (in place) or raises
-        (`_drop_diverged`)."""
-        return self._drop_diverged(runs, lambda run: (run, run.train_stats(epoch, iters, info)))
-
-    def _drop_diverged(self, runs, check):
-        """[check(run)] of the runs that pass it. With stop_diverged a run whose check raises
-        NonFiniteLossError is stopped and removed from `runs` (in place) instead of raising,
-        unless it was the last one left."""
-        passed = []
-        for run in list(runs):
-            try:
-                passed.append(check(run))
-            except NonFiniteLossError as err:
-                if not self.stop_diverged or not any(r.stopped is None for r in self.runs if r is not run):
-                    raise
-                run.stop(str(err))
-                runs.remove(run)
-                say(f"stopped {run.files.folder}: {err}", self.info.is_main)
-        return passed
+        """[(run, train_stats)]; a diverged run raises, or is dropped from `runs` (in place) by
+        the group's rules (`drop_diverged`)."""
+        return self.rules.drop_diverged(runs, lambda run: (run, run.train_stats(epoch, iters, info)))
 
     def _epoch(self, epoch):
         cfg, info, loader = self.cfg, self.info, self.train_loader
         set_loader_epoch(loader, epoch)
         iters = len(loader)
-        runs = [run for run in self.runs if run.stopped is None and run.epoch_done < epoch]
+        runs = self.rules.due(epoch)
         for run in runs:
             run.begin_epoch()
         bar = Bar(iters, f"epoch {epoch}/{cfg.SOLVER.EPOCHS}", self.show_bars)
@@ -540,7 +484,7 @@ class Trainer:
         tests = self._evaluate([run for run, _ in trains])
         rng = all_gather_object(capture_rng_state(loader, self.test_loader), info)
         tested = [run for run, _ in trains]
-        finite = self._drop_diverged(list(tested), lambda run: run.check_finite(epoch, tests[tested.index(run)]) or run)
+        finite = self.rules.drop_diverged(list(tested), lambda run: run.check_finite(epoch, tests[tested.index(run)]) or run)
         for (run, train), test in zip(trains, tests):
             if run not in finite:
                 continue  # stopped (paired runs): nothing of this epoch is written

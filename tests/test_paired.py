@@ -268,3 +268,16 @@ def test_with_micro_batches_a_run_beside_a_larger_group_gets_its_solo_teacher_ou
             tiny_cfg(tmp_path, "EXPERIMENT.NAME", "two", "SOLVER.TRAINER", "ours", *opts)]
     paired_trainer(cfgs, [WeakTeacherOnly, TinyKD], [2, 2]).fit()
     assert_same_run(folder(solo), folder(cfgs[0]))
+
+
+def test_without_micro_batches_the_group_runs_its_views_in_one_forward(tmp_path):
+    # DISTILLER.TEACHER_CHUNK 0 (the GPU setting): both views concatenated, one teacher forward
+    opts = ["SOLVER.TRAINER", "ours", "DISTILLER.TEACHER_CHUNK", 0]
+    solo = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "solo", *opts)
+    tiny_trainer(solo, views=2).fit()
+    paired = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "paired", *opts)
+    trainer = paired_trainer([paired], [TinyKD], [2])
+    calls = count_teacher_calls(trainer)
+    trainer.fit()
+    assert_same_run(folder(solo), folder(paired))
+    assert calls == [32] * 8

@@ -47,8 +47,7 @@ import torch
 from torch import nn
 
 from ..config import run_name
-from ..distillers.base import Distiller, collect_views, split_outputs, teacher_forward
-from ..distillers.stack import vars_along_mro
+from ..distillers.base import Distiller, collect_views, is_legacy, split_outputs, teacher_forward
 from ..errors import ConfigError
 from .device import autocast
 from .run_folder import run_folder
@@ -106,7 +105,7 @@ def shares_teacher(distiller):
     """Whether the step can serve this distiller's teacher: it splits its forward into
     run_teacher / run_student / distill instead of overriding forward_train, and keeps its teacher
     in eval mode (mdistiller-faithful OFD trains its own, see engine.build.build_paired_runs)."""
-    return (isinstance(distiller, Distiller) and "forward_train" not in vars_along_mro(type(distiller))
+    return (isinstance(distiller, Distiller) and not is_legacy(type(distiller))
             and not getattr(distiller, "teacher_trains", False))
 
 

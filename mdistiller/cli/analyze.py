@@ -14,12 +14,10 @@ teacher; -m/-t/--teacher-model/-d override them. Trailing KEY VALUE pairs overri
 `error: ...` line and exits with code 2.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
-
-from mdistiller.errors import UserError  # noqa: E402
+from ..errors import UserError
+from . import add_plugin_argument, plugin_opts
 
 DATASETS = ["cifar100", "imagenet", "tiny_imagenet", "imagefolder", "demo"]
 
@@ -39,6 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--max-diff", type=float, help="top of the correlation-gap colour scale (default 3.0, "
                                                   "fixed so that heat maps of different runs compare)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_plugin_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p.parse_args(argv)
 
@@ -46,11 +45,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        from mdistiller.analysis.analyze import analyze
+        from ..analysis.analyze import analyze
 
+        opts = plugin_opts(args) + (args.opts or [])
         tuning = {k: v for k, v in (("tsne_samples", args.tsne_samples), ("max_diff", args.max_diff)) if v is not None}
         result = analyze(args.ckpt, args.dataset, args.root, args.model, args.teacher, args.teacher_model, args.out,
-                         opts=args.opts or [], progress=not args.quiet, **tuning)
+                         opts=opts, progress=not args.quiet, **tuning)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

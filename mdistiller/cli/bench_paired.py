@@ -23,9 +23,8 @@ import os
 import platform
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
-
-from mdistiller.errors import UserError  # noqa: E402
+from ..errors import UserError
+from . import add_plugin_argument, plugin_opts
 
 
 def parse_args(argv=None):
@@ -47,10 +46,15 @@ def parse_args(argv=None):
     p.add_argument("--overlap", action="store_true", help="paired: one CUDA stream per student")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure N times, alternating which mode goes first; the ratio of the minima is reported")
+    add_plugin_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     if min(args.train_subset, args.test_subset, args.workers, args.threads) < 0 or min(args.epochs, args.repeat) < 1:
         p.error("--train-subset/--test-subset/--workers/--threads must be >= 0, --epochs and --repeat >= 1")
+    try:
+        args.opts = plugin_opts(args) + args.opts  # every run's config lists them (PLUGINS)
+    except UserError as err:
+        p.error(str(err))
     return args
 
 
@@ -58,8 +62,8 @@ def random_teacher(cfg, num_classes, out):
     """Save a seeded random teacher of cfg's architecture as {"model": state dict}; return its path."""
     import torch
 
-    from mdistiller.distillers.shapes import input_size_for
-    from mdistiller.models import create_model, model_settings
+    from ..distillers.shapes import input_size_for
+    from ..models import create_model, model_settings
 
     path = os.path.join(out, f"random_{cfg.DISTILLER.TEACHER.replace(':', '_')}.pth")
     torch.manual_seed(0)
@@ -72,8 +76,8 @@ def random_teacher(cfg, num_classes, out):
 
 def build_cfgs(args, extra_opts=()):
     """(labels, solo configs, paired configs): the same runs in projects `solo` and `paired`."""
-    from mdistiller.benchmark.spec import config_for
-    from mdistiller.config import load_cfg
+    from ..benchmark.spec import config_for
+    from ..config import load_cfg
 
     common = ["DATASET.ROOT", args.root, "DATASET.TRAIN_SUBSET", args.train_subset,
               "DATASET.TEST_SUBSET", args.test_subset, "DATASET.NUM_WORKERS", args.workers,
@@ -108,10 +112,10 @@ def main(argv=None):
     try:
         import torch
 
-        from mdistiller.benchmark.paired import format_speed, time_paired_vs_solo
-        from mdistiller.data.loaders import build_sources
-        from mdistiller.engine.build import train_paired
-        from mdistiller.engine.device import resolve_device
+        from ..benchmark.paired import format_speed, time_paired_vs_solo
+        from ..data.loaders import build_sources
+        from ..engine.build import train_paired
+        from ..engine.device import resolve_device
 
         if args.threads:
             torch.set_num_threads(args.threads)

@@ -31,9 +31,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
-
-from mdistiller.errors import ConfigError, UserError  # noqa: E402
+from ..errors import ConfigError, UserError
+from . import add_plugin_argument, plugin_opts
 
 
 def parse_args(argv=None):
@@ -65,6 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--baseline", help="with --paired: the method the differences are taken against "
                                       "(default: the vanilla student, else the first method)")
     add_launch_args(p)
+    add_plugin_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     split_seeds(p, args)
@@ -97,7 +97,7 @@ def add_launch_args(p):
 
 def launch_settings(args, matrix):
     """(launcher, jobs, SlurmOptions): the flags over the spec's launcher/slurm sections."""
-    from mdistiller.benchmark.launch_slurm import slurm_options
+    from ..benchmark.launch_slurm import slurm_options
 
     launcher = args.launcher or matrix.launcher.get("type", "local")
     jobs = args.jobs if args.jobs is not None else matrix.launcher.get("jobs", 1)
@@ -124,9 +124,9 @@ def split_seeds(parser, args):
 
 
 def build_matrix(args):
-    from mdistiller.benchmark import load_matrix, matrix_from_configs, matrix_from_names
+    from ..benchmark import load_matrix, matrix_from_configs, matrix_from_names
 
-    opts = list(args.opts or []) + (["LOG.QUIET", "True"] if args.quiet else [])
+    opts = plugin_opts(args) + list(args.opts or []) + (["LOG.QUIET", "True"] if args.quiet else [])
     if args.spec:
         matrix = load_matrix(args.spec)
         matrix.opts += opts
@@ -140,7 +140,7 @@ def build_matrix(args):
 
 
 def discovered_results(dirs):
-    from mdistiller.benchmark import find_run_folders, read_run
+    from ..benchmark import find_run_folders, read_run
 
     results = []
     for root in dirs:
@@ -154,7 +154,7 @@ def discovered_results(dirs):
 
 
 def report(results, out_dir, methods=None, pairs=None, chart=True):
-    from mdistiller.benchmark import accuracy_table, write_report
+    from ..benchmark import accuracy_table, write_report
 
     summary, paths = write_report(results, out_dir, methods, pairs, chart=chart)
     print()
@@ -170,7 +170,7 @@ def report(results, out_dir, methods=None, pairs=None, chart=True):
 
 
 def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
-    from mdistiller.benchmark.paired import paired_table, write_paired_report
+    from ..benchmark.paired import paired_table, write_paired_report
 
     diffs, paths = write_paired_report(results, out_dir, baseline, methods, pairs)
     print()
@@ -179,8 +179,8 @@ def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
 
 
 def print_status(runs):
-    from mdistiller.benchmark.launch import format_state
-    from mdistiller.benchmark.launch_slurm import slurm_states
+    from ..benchmark.launch import format_state
+    from ..benchmark.launch_slurm import slurm_states
 
     states = slurm_states(runs)
     for state in states:
@@ -193,7 +193,7 @@ def print_status(runs):
 
 
 def paper_report(results, out_dir):
-    from mdistiller.benchmark.paper import write_paper_report
+    from ..benchmark.paper import write_paper_report
 
     text, path = write_paper_report(results, out_dir)
     print()
@@ -217,10 +217,10 @@ def main(argv=None):
             if args.paper:
                 paper_report(results, args.out or args.runs_dir[0])
             return 0
-        from mdistiller.benchmark import collect_matrix, run_matrix
-        from mdistiller.benchmark.launch import launch_matrix
-        from mdistiller.benchmark.paired import run_paired_matrix
-        from mdistiller.benchmark.spec import plan_runs
+        from ..benchmark import collect_matrix, run_matrix
+        from ..benchmark.launch import launch_matrix
+        from ..benchmark.paired import run_paired_matrix
+        from ..benchmark.spec import plan_runs
 
         matrix = build_matrix(args)
         paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`

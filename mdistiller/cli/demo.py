@@ -21,14 +21,11 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/benchmark.py
+from ..config import get_cfg_defaults
+from ..errors import DataError, UserError
+from . import add_plugin_argument, benchmark
 
-import benchmark  # noqa: E402
-from mdistiller.config import get_cfg_defaults  # noqa: E402
-from mdistiller.errors import DataError, UserError  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone: configs/demo
 DIGITS_SPEC = os.path.join(ROOT, "configs", "demo", "benchmark.yaml")
 CIFAR_SPEC = os.path.join(ROOT, "configs", "demo", "cifar100.yaml")
 
@@ -40,6 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", nargs="+", metavar="N", help="student seeds (default 0)")
     p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    add_plugin_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     benchmark.split_seeds(p, args)
@@ -49,11 +47,11 @@ def parse_args(argv=None):
 def check_data(args):
     """Fail before any training, in one line, when the data is not there."""
     if args.cifar:
-        from mdistiller.data import load_cifar100_arrays
+        from ..data import load_cifar100_arrays
 
         load_cifar100_arrays(args.cifar, "test")  # the small split: fast, and builds its cache
     else:
-        from mdistiller.data.demo import bundled_path
+        from ..data.demo import bundled_path
 
         bundled_path()
 
@@ -69,6 +67,7 @@ def main(argv=None):
     bench += ["--seeds", *map(str, args.seeds)] if args.seeds else []
     bench += ["--dry-run"] if args.dry_run else []
     bench += ["--quiet"] if args.quiet else []
+    bench += [arg for module in args.plugin for arg in ("--plugin", module)]
     opts = list(args.opts or []) + (["DATASET.ROOT", args.cifar] if args.cifar else [])
     start = time.perf_counter()
     code = benchmark.main(bench + opts)

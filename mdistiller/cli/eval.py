@@ -10,13 +10,11 @@ may follow. Bad input prints one `error: ...` line and exits with code 2.
 """
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
-
-from mdistiller.config import load_cfg  # noqa: E402
-from mdistiller.errors import UserError  # noqa: E402
+from ..config import load_cfg
+from ..errors import UserError
+from . import add_plugin_argument, plugin_opts
 
 
 def parse_args(argv=None):
@@ -29,6 +27,7 @@ def parse_args(argv=None):
     parser.add_argument("-bs", "--batch-size", type=int, default=64)
     parser.add_argument("--root", type=str, default="", help="dataset folder (DATASET.ROOT)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_plugin_argument(parser)
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -36,11 +35,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        opts = list(args.opts or []) + ["DATASET.TYPE", args.dataset, "DATASET.TEST.BATCH_SIZE", str(args.batch_size)]
+        opts = plugin_opts(args) + list(args.opts or []) + ["DATASET.TYPE", args.dataset, "DATASET.TEST.BATCH_SIZE", str(args.batch_size)]
         if args.root:
             opts += ["DATASET.ROOT", args.root]
         cfg = load_cfg(None, opts)
-        from mdistiller.engine.evaluation import evaluate_checkpoint  # after the config: bad input fails fast
+        from ..engine.evaluation import evaluate_checkpoint  # after the config: bad input fails fast
 
         result = evaluate_checkpoint(cfg, args.model, args.ckpt)
     except UserError as err:

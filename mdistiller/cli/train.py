@@ -11,13 +11,11 @@ over; the old outputs are moved into <run folder>/replaced/N/, never deleted).
 Bad input (config, paths, checkpoints) prints one `error: ...` line and exits with code 2.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
-
-from mdistiller.config import load_cfg, validate_cfg  # noqa: E402
-from mdistiller.errors import ConfigError, UserError  # noqa: E402
+from ..config import load_cfg, validate_cfg
+from ..errors import ConfigError, UserError
+from . import add_plugin_argument, plugin_opts
 
 FLAGS = ("--resume", "--overwrite", "--quiet", "--logit-stand")
 VALUE_FLAGS = ("--base-temp", "--kd-weight")
@@ -30,9 +28,10 @@ def load_train_cfg(args):
     if given and not args.logit_stand:
         raise ConfigError(f"--{given[0].replace('_', '-')} only applies with --logit-stand; add --logit-stand "
                           "or drop it")
-    cfg = load_cfg(args.cfg or None, args.opts + (["LOG.QUIET", "True"] if args.quiet else []), freeze=False)
+    opts = plugin_opts(args) + args.opts + (["LOG.QUIET", "True"] if args.quiet else [])
+    cfg = load_cfg(args.cfg or None, opts, freeze=False)
     if args.logit_stand:
-        from mdistiller.distillers.logit_stand import apply_logit_stand_flags  # torch only when needed
+        from ..distillers.logit_stand import apply_logit_stand_flags  # torch only when needed
 
         values = {name: LS_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
                   for name in LS_DEFAULTS}
@@ -52,6 +51,7 @@ def parse_args(argv=None):
                         help="logit standardization (EXPERIMENT.LOGIT_STAND) with --base-temp and --kd-weight")
     parser.add_argument("--base-temp", type=float, default=None, help="with --logit-stand: temperature (default 2)")
     parser.add_argument("--kd-weight", type=float, default=None, help="with --logit-stand: KD weight (default 9)")
+    add_plugin_argument(parser)
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
     # argparse hands everything after the first override to `opts`; flags written there count too.
@@ -75,7 +75,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = load_train_cfg(args)
-        from mdistiller.engine.build import train  # after the config: bad input fails fast
+        from ..engine.build import train  # after the config: bad input fails fast
 
         train(cfg, resume=args.resume, overwrite=args.overwrite)
     except UserError as err:

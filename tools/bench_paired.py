@@ -1,0 +1,17 @@
+"""Wall time of K students trained as one paired group (one data stream, one teacher pass per
+batch) against the same K students trained one after another, in one invocation.
+
+The program is mdistiller/cli/bench_paired.py (usage: its docstring, or --help); `mdistiller-bench-paired` is the
+same program installed as a console script.
+"""
+import importlib.util
+import os
+import sys
+
+if importlib.util.find_spec("mdistiller") is None:  # a clone that was not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mdistiller.cli.bench_paired import main, parse_args  # noqa: E402,F401
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Top-1 / top-5 accuracy and loss of a checkpoint on a dataset's test split.
+
+The program is mdistiller/cli/eval.py (usage: its docstring, or --help); `mdistiller-eval` is the
+same program installed as a console script.
+"""
+import importlib.util
+import os
+import sys
+
+if importlib.util.find_spec("mdistiller") is None:  # a clone that was not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mdistiller.cli.eval import main, parse_args  # noqa: E402,F401
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -313,11 +313,6 @@ def _merge(cfg, data, prefix=""):
             cfg[name] = value
 
 
-def merge_file(cfg, path):
-    """Merge a YAML file into `cfg` (mutable)."""
-    _merge(cfg, read_yaml(path))
-
-
 def read_yaml(path):
     """A config file's mapping of sections, or a one-line ConfigError."""
     try:

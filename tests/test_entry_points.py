@@ -68,3 +68,13 @@ def test_a_tool_runs_from_another_folder(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train.py"), "--help"], cwd=str(tmp_path),
                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--plugin MODULE" in done.stdout
+
+
+def test_a_clone_without_the_package_installed_puts_itself_on_sys_path(monkeypatch):
+    """The one case a tool edits sys.path: `mdistiller` is not importable (a clone, not installed)."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mdistiller" else
+                        find_spec(name, *a))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    load_tool("eval")
+    assert sys.path[0] == REPO

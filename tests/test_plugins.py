@@ -156,6 +156,18 @@ def test_a_plugin_that_cannot_be_imported_is_one_line(project, tmp_path):
                                    "named 'my_kd'; run from the folder that holds it or add that folder to PYTHONPATH")
 
 
+def test_a_plugin_on_pythonpath_serves_another_tool(project, tmp_path):
+    """--plugin on tools/feature_shapes.py, run elsewhere with the user's folder on PYTHONPATH:
+    the plug-in's section exists for the override that follows."""
+    root, _ = project
+    env = subprocess_env()
+    env["PYTHONPATH"] += os.pathsep + str(root)
+    done = subprocess.run([sys.executable, os.path.join(REPO, "tools", "feature_shapes.py"), "resnet8", "resnet8",
+                           "--plugin", "my_kd", "LOGIT_MSE.MSE_WEIGHT", "0.3"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "feature distillers with default settings:" in done.stdout, done.stderr
+
+
 # ---------------------------------------------------------------- in this process
 def test_section_defaults_validation_and_the_stacked_loss(project, registries, monkeypatch):
     root, common = project

@@ -8,6 +8,11 @@ setup(
     packages=find_packages(include=["mdistiller", "mdistiller.*"]),
     package_data={"mdistiller.benchmark": ["paper_results.json"]},  # published numbers for --paper
     python_requires=">=3.9",
+    # the same programs as tools/<name>.py, on the PATH once installed (mdistiller/cli/)
+    entry_points={"console_scripts": [
+        f"mdistiller-{name.replace('_', '-')}=mdistiller.cli.{name}:main"
+        for name in ("train", "eval", "benchmark", "analyze", "demo", "bench_paired", "feature_shapes")
+    ]},
     # Wide ranges on purpose: this image ships torch 2.14.1 / torchvision 0.29.1, the GPU
     # machine has torch 2.11 / torchvision 0.26.
     install_requires=[

@@ -12,12 +12,14 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from .errors import ConfigError
+from .plugins import load_plugins
 
 CFG = CN()
 
 CFG.DEVICE = "auto"  # (new) "auto" (CUDA if available), "cuda", "cuda:N" or "cpu"
 CFG.SEED = 0  # (new) seeds python, numpy, torch and data order; runs with the same seed repeat
 CFG.DETERMINISTIC = False  # (new) ask torch for deterministic kernels (slower on GPU)
+CFG.PLUGINS = []  # (new) modules imported before the config is read (their distillers, config sections)
 
 # Experiment
 CFG.EXPERIMENT = CN()
@@ -225,9 +227,31 @@ CFG.DIST.TAU = 4.0  # softmax temperature
 REAL_KEYS_WITH_INT_DEFAULTS = ("KD.TEMPERATURE", "AT.P", "RKD.DISTANCE_WEIGHT", "RKD.ANGLE_WEIGHT")
 
 
+# Config sections that plug-ins add (distillers/registry.py `register(..., cfg_node=...)`): name
+# -> defaults. Kept apart from CFG so that a clash with a built-in section is always detectable.
+PLUGIN_SECTIONS = {}
+
+
+def add_section(name, defaults):
+    """Add a plug-in's config section `name` with its defaults (a yacs CfgNode or a dict) to every
+    config loaded from now on; its keys are then validated like the built-in ones."""
+    node = defaults if isinstance(defaults, CN) else CN(defaults)
+    if not isinstance(name, str) or not name.isupper() or not name.replace("_", "").isalnum():
+        raise ConfigError(f"config section {name!r}: name a plug-in's section in upper case, e.g. MY_KD")
+    if name in CFG:
+        raise ConfigError(f"config section {name} is built in; register the plug-in's section under another name")
+    if name in PLUGIN_SECTIONS and _plain(PLUGIN_SECTIONS[name]) != _plain(node):
+        raise ConfigError(f"config section {name} is registered twice with different defaults; register it once "
+                          "(or give the second one another name)")
+    PLUGIN_SECTIONS[name] = node.clone()
+
+
 def get_cfg_defaults():
-    """A fresh, mutable copy of the default tree."""
-    return CFG.clone()
+    """A fresh, mutable copy of the default tree, with the sections plug-ins added."""
+    cfg = CFG.clone()
+    for name, node in PLUGIN_SECTIONS.items():
+        cfg[name] = node.clone()
+    return cfg
 
 
 def _describe(value):
@@ -274,6 +298,9 @@ def _coerce(default, value, key):
 def _merge(cfg, data, prefix=""):
     for name, value in data.items():
         key = f"{prefix}{name}"
+        if name not in cfg and not prefix and isinstance(value, dict):
+            raise ConfigError(f"unknown config section {name}; if a plug-in adds it, name the plug-in's module in "
+                              "PLUGINS (or pass --plugin MODULE)")
         if name not in cfg:
             close = ", ".join(sorted(k for k in cfg.keys() if not isinstance(cfg[k], CN))) or "none"
             raise ConfigError(f"unknown config key {key}; keys allowed here: {close}")
@@ -286,8 +313,8 @@ def _merge(cfg, data, prefix=""):
             cfg[name] = value
 
 
-def merge_file(cfg, path):
-    """Merge a YAML file into `cfg` (mutable)."""
+def read_yaml(path):
+    """A config file's mapping of sections, or a one-line ConfigError."""
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
@@ -306,21 +333,31 @@ def merge_file(cfg, path):
         raise ConfigError(f"config file {path} is not valid YAML{where}: fix its syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
-    _merge(cfg, data)
+    return data
 
 
-def merge_opts(cfg, opts):
-    """Merge command-line `KEY VALUE` pairs (values parsed as YAML literals) into `cfg`."""
+def opt_pairs(opts):
+    """Command-line `KEY VALUE` overrides as (key, value) pairs, values parsed as YAML literals."""
     opts = list(opts or [])
     if len(opts) % 2:
         raise ConfigError(f"command-line overrides come in KEY VALUE pairs; {opts[-1]!r} has no value")
+    pairs = []
     for key, raw in zip(opts[0::2], opts[1::2]):
         try:
             value = yaml.safe_load(raw) if isinstance(raw, str) else raw
         except yaml.YAMLError:
             value = raw
-        if value is None:
-            value = raw
+        pairs.append((key, raw if value is None else value))
+    return pairs
+
+
+def merge_opts(cfg, opts):
+    """Merge command-line `KEY VALUE` pairs (values parsed as YAML literals) into `cfg`."""
+    _merge_pairs(cfg, opt_pairs(opts))
+
+
+def _merge_pairs(cfg, pairs):
+    for key, value in pairs:
         node, *rest = key.split(".")[::-1]
         data = {node: value}
         for part in rest:
@@ -329,11 +366,24 @@ def merge_opts(cfg, opts):
 
 
 def load_cfg(path=None, opts=None, freeze=True):
-    """Defaults <- YAML file <- `KEY VALUE` overrides, validated (and frozen)."""
+    """Defaults <- YAML file <- `KEY VALUE` overrides, validated (and frozen).
+
+    The plug-ins the file's and the overrides' PLUGINS name are imported first, so that their
+    distillers and config sections exist when the rest is read; cfg.PLUGINS lists them all
+    (an override adds to the file's list), so the saved config.yaml re-imports them on resume."""
+    data = read_yaml(path) if path else {}
+    plugins = _plugin_list(data.pop("PLUGINS", None) or [], f"in {path}")
+    pairs = []
+    for key, value in opt_pairs(opts):
+        if key == "PLUGINS":
+            plugins += [p for p in _plugin_list(value, "override") if p not in plugins]
+        else:
+            pairs.append((key, value))
+    load_plugins(plugins)
     cfg = get_cfg_defaults()
-    if path:
-        merge_file(cfg, path)
-    merge_opts(cfg, opts)
+    _merge(cfg, data)
+    _merge_pairs(cfg, pairs)
+    cfg.PLUGINS = plugins
     _resolve_aliases(cfg)
     for key in REAL_KEYS_WITH_INT_DEFAULTS:  # the int defaults too: loaded configs hold floats
         section, name = key.rsplit(".", 1)
@@ -342,6 +392,14 @@ def load_cfg(path=None, opts=None, freeze=True):
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _plugin_list(value, where):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config key PLUGINS ({where}) is {value!r}; list module paths, e.g. [my_pkg.my_kd]")
+    return list(dict.fromkeys(value))
 
 
 # Values that other mdistiller forks write for one of ours (the LS repository's configs name the

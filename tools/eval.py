@@ -1,58 +1,16 @@
 """Top-1 / top-5 accuracy and loss of a checkpoint on a dataset's test split.
 
-    python tools/eval.py -m resnet8x4 -c output/distill/run/student_best -d cifar100 --root data
-    python tools/eval.py -m resnet32x4 -d cifar100            (the model zoo's teacher: -c pretrain)
-
-CKPT may be a student file (`student_best`, `student_latest`, `student_N`), a full run
-checkpoint (`latest`, `best`, `epoch_N`: its student is evaluated) or an mdistiller teacher file
-(`ckpt_epoch_240.pth`). Extra `KEY VALUE` config overrides (e.g. DEVICE cpu, SOLVER.AMP bf16)
-may follow. Bad input prints one `error: ...` line and exits with code 2.
+The program is mdistiller/cli/eval.py (usage: its docstring, or --help); `mdistiller-eval` is the
+same program installed as a console script.
 """
-import argparse
-import json
+import importlib.util
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+if importlib.util.find_spec("mdistiller") is None:  # a clone that was not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mdistiller.config import load_cfg  # noqa: E402
-from mdistiller.errors import UserError  # noqa: E402
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser("evaluate a checkpoint on a test split.")
-    parser.add_argument("-m", "--model", type=str, required=True, help="architecture name, e.g. resnet8x4")
-    parser.add_argument("-c", "--ckpt", type=str, default="pretrain",
-                        help="checkpoint file; 'pretrain' = the model zoo's teacher checkpoint")
-    parser.add_argument("-d", "--dataset", type=str, default="cifar100",
-                        choices=["cifar100", "imagenet", "tiny_imagenet", "imagefolder"])
-    parser.add_argument("-bs", "--batch-size", type=int, default=64)
-    parser.add_argument("--root", type=str, default="", help="dataset folder (DATASET.ROOT)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        opts = list(args.opts or []) + ["DATASET.TYPE", args.dataset, "DATASET.TEST.BATCH_SIZE", str(args.batch_size)]
-        if args.root:
-            opts += ["DATASET.ROOT", args.root]
-        cfg = load_cfg(None, opts)
-        from mdistiller.engine.evaluation import evaluate_checkpoint  # after the config: bad input fails fast
-
-        result = evaluate_checkpoint(cfg, args.model, args.ckpt)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['model']} {result['checkpoint']} on {result['dataset']} test ({result['count']} images): "
-              f"top-1 {result['top1']:.2f} | top-5 {result['top5']:.2f} | loss {result['loss']:.4f}")
-    return 0
-
+from mdistiller.cli.eval import main, parse_args  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

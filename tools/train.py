@@ -1,91 +1,16 @@
 """Train a student with a distiller, or a teacher/baseline with DISTILLER.TYPE NONE.
 
-    python tools/train.py --cfg configs/cifar100/sld/res32x4_res8x4.yaml [KEY VALUE ...]
-    torchrun --nproc_per_node 4 tools/train.py --cfg ...        (DistributedDataParallel)
-    # logit standardization with the LS repository's flags (mdistiller/distillers/logit_stand.py)
-    python tools/train.py --cfg configs/cifar100/kd/res32x4_res8x4.yaml --logit-stand --base-temp 2 --kd-weight 9
-
-Outputs go to <LOG.PREFIX>/<EXPERIMENT.PROJECT>/<EXPERIMENT.NAME or TAG>/. A folder that already
-holds checkpoints is only reused with --resume (continue, same config) or --overwrite (start
-over; the old outputs are moved into <run folder>/replaced/N/, never deleted).
-Bad input (config, paths, checkpoints) prints one `error: ...` line and exits with code 2.
+The program is mdistiller/cli/train.py (usage: its docstring, or --help); `mdistiller-train` is the
+same program installed as a console script.
 """
-import argparse
+import importlib.util
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+if importlib.util.find_spec("mdistiller") is None:  # a clone that was not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mdistiller.config import load_cfg, validate_cfg  # noqa: E402
-from mdistiller.errors import ConfigError, UserError  # noqa: E402
-
-FLAGS = ("--resume", "--overwrite", "--quiet", "--logit-stand")
-VALUE_FLAGS = ("--base-temp", "--kd-weight")
-LS_DEFAULTS = {"base_temp": 2.0, "kd_weight": 9.0}  # the LS repository's defaults
-
-
-def load_train_cfg(args):
-    """The run's config: file, then overrides, then (with --logit-stand) the LS mapping."""
-    given = [name for name in LS_DEFAULTS if getattr(args, name) is not None]
-    if given and not args.logit_stand:
-        raise ConfigError(f"--{given[0].replace('_', '-')} only applies with --logit-stand; add --logit-stand "
-                          "or drop it")
-    cfg = load_cfg(args.cfg or None, args.opts + (["LOG.QUIET", "True"] if args.quiet else []), freeze=False)
-    if args.logit_stand:
-        from mdistiller.distillers.logit_stand import apply_logit_stand_flags  # torch only when needed
-
-        values = {name: LS_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
-                  for name in LS_DEFAULTS}
-        apply_logit_stand_flags(cfg, values["base_temp"], values["kd_weight"])
-        validate_cfg(cfg)
-    cfg.freeze()
-    return cfg
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser("training for knowledge distillation.")
-    parser.add_argument("--cfg", type=str, default="", help="YAML config (mdistiller format)")
-    parser.add_argument("--resume", action="store_true", help="continue the run from its `latest` checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="start over: move the run folder's old outputs into replaced/N/ first")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch (LOG.QUIET)")
-    parser.add_argument("--logit-stand", action="store_true",
-                        help="logit standardization (EXPERIMENT.LOGIT_STAND) with --base-temp and --kd-weight")
-    parser.add_argument("--base-temp", type=float, default=None, help="with --logit-stand: temperature (default 2)")
-    parser.add_argument("--kd-weight", type=float, default=None, help="with --logit-stand: KD weight (default 9)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    args = parser.parse_args(argv)
-    # argparse hands everything after the first override to `opts`; flags written there count too.
-    opts, items = [], iter(args.opts or [])
-    for item in items:
-        if item in FLAGS:
-            setattr(args, item[2:].replace("-", "_"), True)
-        elif item in VALUE_FLAGS:
-            value = next(items, None)
-            try:
-                setattr(args, item[2:].replace("-", "_"), float(value))
-            except (TypeError, ValueError):
-                parser.error(f"argument {item}: expected a number, got {value!r}")
-        else:
-            opts.append(item)
-    args.opts = opts
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        cfg = load_train_cfg(args)
-        from mdistiller.engine.build import train  # after the config: bad input fails fast
-
-        train(cfg, resume=args.resume, overwrite=args.overwrite)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; continue the run with --resume", file=sys.stderr)
-        return 130
-    return 0
-
+from mdistiller.cli.train import load_train_cfg, main, parse_args  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

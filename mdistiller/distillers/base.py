@@ -159,7 +159,7 @@ class Distiller(nn.Module):
 
     def forward(self, **kwargs):
         if self.training:
-            if overrides_forward_train(type(self)):
+            if is_legacy(type(self)):
                 kwargs = legacy_arguments(self.forward_train, kwargs)
             return self.forward_train(**kwargs)
         return self.forward_test(kwargs["image"])
@@ -174,19 +174,43 @@ def collect_views(image=None, image_weak=None, image_strong=None):
     return [image]
 
 
-def vars_along_mro(cls):
-    """Attribute names defined by `cls` or a base class below Distiller."""
-    names = set()
+def defined_below_distiller(cls, name):
+    """Whether `cls`, or one of its base classes below Distiller, defines attribute `name`."""
     for klass in cls.__mro__:
         if klass is Distiller:
-            break
-        names.update(vars(klass))
-    return names
+            return False
+        if name in vars(klass):
+            return True
+    return False
 
 
-def overrides_forward_train(cls):
-    """Whether `cls` is an mdistiller-style plug-in: it (or a base below Distiller) defines forward_train."""
-    return "forward_train" in vars_along_mro(cls)
+def is_legacy(cls):
+    """The one test of a distiller's style. Legacy (mdistiller-style): `cls`, or a base class below
+    Distiller, overrides `forward_train` and runs the models itself. New-style: it implements
+    `distill` and lets its caller run the models (so it can be stacked and share a teacher pass)."""
+    return defined_below_distiller(cls, "forward_train")
+
+
+def runs_own_teacher(cls):
+    """A new-style distiller that overrides `run_teacher` without declaring `teacher_views`: its
+    caller cannot know which views it feeds the teacher, so it runs its own teacher pass."""
+    return defined_below_distiller(cls, "run_teacher") and not defined_below_distiller(cls, "teacher_views")
+
+
+class WeakViewOnly:
+    """Mixin for one-view methods that also accept the two-view call (`image_weak=`,
+    `image_strong=`), as the official two-view trainer issues it: only the weak view is used.
+    The strong view is not even run through the models — running the student on it would
+    update its BatchNorm statistics with images the loss never sees, and waste a forward.
+    Put it before Distiller: `class MyKD(WeakViewOnly, Distiller)`."""
+
+    views = (1, 2)
+
+    def teacher_views(self, n):
+        return (0,)
+
+    def run_student(self, views):
+        return super().run_student(views[:1])
 
 
 def legacy_arguments(forward_train, batch):

@@ -6,9 +6,8 @@ Like KD it takes one view, and uses only the weak view of a two-view batch.
 """
 import torch.nn.functional as F
 
-from .base import Distiller
+from .base import Distiller, WeakViewOnly
 from .cfg_checks import check_non_negative, check_positive
-from .kd import WeakViewOnly
 from .logit_stand import logit_transform
 from .losses import dkd_terms
 from .registry import register

@@ -7,26 +7,11 @@ first (logit_stand.py).
 """
 import torch.nn.functional as F
 
-from .base import Distiller
+from .base import Distiller, WeakViewOnly  # noqa: F401  (WeakViewOnly: its old home)
 from .cfg_checks import check_non_negative, check_positive
 from .logit_stand import logit_transform
 from .losses import kd_loss
 from .registry import register
-
-
-class WeakViewOnly:
-    """Mixin for one-view methods that also accept the two-view call (`image_weak=`,
-    `image_strong=`), as the official two-view trainer issues it: only the weak view is used.
-    The strong view is not even run through the models — running the student on it would
-    update its BatchNorm statistics with images the loss never sees, and waste a forward."""
-
-    views = (1, 2)
-
-    def teacher_views(self, n):
-        return (0,)
-
-    def run_student(self, views):
-        return super().run_student(views[:1])
 
 
 @register("KD")

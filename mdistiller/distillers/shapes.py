@@ -10,12 +10,9 @@ and prints them for a pair together with each feature method's verdict:
     python tools/feature_shapes.py timm:resnet10t timm:vit_tiny_patch16_224 \
         DISTILLER.STUDENT_KWARGS "{img_size: 32, patch_size: 4}"
 """
-import argparse
-import sys
-
 import torch
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 
 # Input resolution per dataset type, for shape probes that do not name their own size.
 DATASET_INPUT_SIZE = {"cifar100": 32, "tiny_imagenet": 64, "imagenet": 224}
@@ -95,30 +92,3 @@ def describe_pair(teacher, student, cfg, input_size=None):
     for name, verdict in method_verdicts(teacher, student, cfg).items():
         lines.append(f"  {name:<9} {verdict}")
     return "\n".join(line.rstrip() for line in lines)
-
-
-def main(argv=None):
-    from ..config import load_cfg
-    from ..models import create_model, model_settings
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("teacher", help="teacher architecture name, e.g. resnet32x4")
-    parser.add_argument("student", help="student architecture name, e.g. resnet8x4")
-    parser.add_argument("--dataset", default=None, help="cifar100 (default) | tiny_imagenet | imagenet")
-    parser.add_argument("--cfg", default="", help="optional YAML whose method settings to check")
-    parser.add_argument("opts", nargs=argparse.REMAINDER,
-                        help="config overrides KEY VALUE ..., e.g. DISTILLER.STUDENT_KWARGS \"{img_size: 32}\"")
-    args = parser.parse_args(argv)
-    opts = list(args.opts) + ["DISTILLER.TEACHER", args.teacher, "DISTILLER.STUDENT", args.student]
-    opts += ["DATASET.TYPE", args.dataset] if args.dataset else []
-    try:
-        cfg = load_cfg(args.cfg or None, opts)
-        dataset, size = cfg.DATASET.TYPE, input_size_for(cfg) or (32, 32)
-        num_classes = cfg.DATASET.NUM_CLASSES or NUM_CLASSES.get(dataset, 100)
-        teacher = create_model(args.teacher, num_classes, dataset, **model_settings(cfg, "TEACHER", size))
-        student = create_model(args.student, num_classes, dataset, **model_settings(cfg, "STUDENT", size))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)  # the one-line message, no traceback
-        sys.exit(2)
-    print(describe_pair(teacher, student, cfg))
-

@@ -20,7 +20,7 @@ A component's connector modules live under `parts.<NAME>.`; the student and teac
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Distiller, vars_along_mro
+from .base import Distiller, is_legacy
 from .registry import get_distiller_class
 
 CE_TERM = "loss_ce"
@@ -46,7 +46,7 @@ def stack_names(cfg):
             raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, whose teacher runs in train mode "
                               f"({key} True, mdistiller's behaviour); a stack runs one eval-mode teacher pass for "
                               f"all terms: set {key} False")
-        if "distill" not in vars_along_mro(cls):
+        if is_legacy(cls):
             raise ConfigError(f"config keys DISTILLER.TYPE/STACK include {name}, which overrides forward_train "
                               "(an mdistiller-style plug-in) instead of implementing distill(); it cannot be stacked")
     views = set(classes[0].views)

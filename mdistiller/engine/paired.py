@@ -46,8 +46,7 @@ import contextlib
 import torch
 
 from ..config import run_name
-from ..distillers.base import Distiller
-from ..distillers.stack import vars_along_mro
+from ..distillers.base import Distiller, is_legacy, runs_own_teacher
 from ..errors import ConfigError
 from .run_folder import run_folder
 from .step import train_step
@@ -106,8 +105,8 @@ def shares_teacher(distiller):
     instead of overriding forward_train, says which views its teacher needs (`teacher_views`,
     inherited unless it overrides `run_teacher`), and keeps its teacher in eval mode
     (mdistiller-faithful OFD trains its own, see engine.build.build_paired_runs)."""
-    names = vars_along_mro(type(distiller)) if isinstance(distiller, Distiller) else {"forward_train"}
-    return ("forward_train" not in names and ("run_teacher" not in names or "teacher_views" in names)
+    cls = type(distiller)
+    return (isinstance(distiller, Distiller) and not is_legacy(cls) and not runs_own_teacher(cls)
             and not getattr(distiller, "teacher_trains", False))
 
 

@@ -2,7 +2,7 @@
 
 Plain helpers (tiny models, data writers, tool loaders) are in tests/helpers/ and are imported
 by name; only fixtures live here. Every fixture below is available to every test module:
-- `one_thread` (autouse): the whole suite runs torch with one intra-op thread;
+- `suite_threads`, `one_thread` (autouse): the whole suite runs torch with one intra-op thread;
 - data: `official`, `root`, `cifar_root`, `folder_data`, `data_and_teacher`.
 """
 import os
@@ -16,11 +16,11 @@ from helpers.data import cifar_pickles, shared_dir, unpacked_archive
 from helpers.tiny import COLOUR_CLASSES, write_colour_folder
 from mdistiller.models import create_model
 
-# One value for the whole suite: the tests run tiny models on a busy shared CPU box, where
-# OpenMP thread hand-offs cost far more than the work itself (measured on the model compat checks:
-# 69 s with the default threads vs 15 s with one), and one thread also makes CPU results
-# bit-for-bit repeatable, which the resume and paired-run tests compare against child processes
-# that run with OMP_NUM_THREADS=1 (helpers.tiny.subprocess_env).
+# One value for the whole suite, whichever modules run: the tests run tiny models on a busy
+# shared CPU box, where OpenMP thread hand-offs cost far more than the work itself (measured on
+# test_models.py's compat checks: 69 s with the default threads vs 15 s with one), and the exact
+# resume and DDP tests compare in-process runs with child processes that run with one thread
+# (OMP_NUM_THREADS=1, helpers.tiny.subprocess_env).
 SUITE_THREADS = 1
 
 

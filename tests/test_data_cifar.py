@@ -14,7 +14,7 @@ from mdistiller.data import build_loaders, cifar100, load_cifar100_arrays, strat
 from mdistiller.data.cache import cache_path
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD
 from mdistiller.errors import DataError
-from test_data_helpers import CIFAR_CLASSES, cfg_for, cifar_folder, cifar_pickles, write_image
+from helpers.data import CIFAR_CLASSES, cfg_for, cifar_folder, cifar_pickles, write_image
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from mdistiller.data import build_loaders, build_sources
 from mdistiller.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 from mdistiller.errors import DataError
-from test_data_helpers import cfg_for, class_tree, write_image
+from helpers.data import cfg_for, class_tree, write_image
 
 WNIDS = [f"n{c:08d}" for c in range(200)]
 

@@ -13,7 +13,7 @@ from mdistiller.data.datasets import ContrastSampler
 from mdistiller.data import loaders
 from mdistiller.data.loaders import TEST, make_loader, seed_worker
 from mdistiller.errors import ConfigError
-from test_data_helpers import cfg_for, fake_cifar_root  # noqa: F401 (fixture `root`)
+from helpers.data import cfg_for
 
 
 def test_one_view_batch_format(root):

@@ -15,7 +15,7 @@ from torchvision.transforms import functional as TF
 
 from mdistiller.data import randaugment as ra
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD, PadCropFlip, cifar_spec, to_tensor, train_views
-from test_data_helpers import official, pixels  # noqa: F401 (fixture)
+from helpers.data import pixels
 
 OP_NAMES = [name for name, _, _ in ra.OPS]
 

@@ -1,6 +1,6 @@
 """The real CIFAR-100 (image-folder layout) through the loader: counts, class order, pixel means.
 
-Where the data comes from (first match wins):
+Where the data comes from (conftest.py's `cifar_root` fixture; first match wins):
 1. $MDISTILLER_CIFAR100: a folder holding the unpacked train/ and test/ trees;
 2. the archive parts <shared>/data/cifar100/cifar100-png.tar.gz.part*, where <shared> is
    $MDISTILLER_SHARED or, when unset, ../shared next to the repository. They are unpacked
@@ -9,19 +9,13 @@ Where the data comes from (first match wins):
    pays for unpacking (~5 s) and decoding (~10-20 s on 2 cores).
 Skipped, with the reason, when neither is available.
 """
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mdistiller.data import build_loaders, load_cifar100_arrays
-from test_data_helpers import cfg_for, shared_dir
+from helpers.data import cfg_for
 
 # The official fine-label order (the `meta` pickle of cifar-100-python).
 OFFICIAL_CLASSES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
@@ -31,35 +25,6 @@ maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_
 plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake
 spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip
 turtle wardrobe whale willow_tree wolf woman worm""".split()
-
-
-def _unpacked_archive(parts):
-    """Unpack the archive parts once per machine; a half-finished unpack is never reused."""
-    tag = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}\n" for p in parts).encode()).hexdigest()[:16]
-    target = Path(tempfile.gettempdir()) / f"mdistiller-cifar100-{tag}"
-    if not target.is_dir():
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpacking-"))
-        with subprocess.Popen(["cat", *map(str, parts)], stdout=subprocess.PIPE) as cat:
-            subprocess.run(["tar", "xz", "-C", str(staging)], stdin=cat.stdout, check=True)
-        try:
-            staging.rename(target)
-        except OSError:  # another session finished first
-            shutil.rmtree(staging)
-    return target / "cifar100"
-
-
-@pytest.fixture(scope="module")
-def cifar_root():
-    if os.environ.get("MDISTILLER_CIFAR100"):
-        root = Path(os.environ["MDISTILLER_CIFAR100"])
-        if not (root / "train").is_dir():
-            pytest.fail(f"MDISTILLER_CIFAR100={root} has no train/ folder")
-        return root
-    parts = sorted((shared_dir() / "data" / "cifar100").glob("cifar100-png.tar.gz.part*"))
-    if not parts:
-        pytest.skip(f"real CIFAR-100 not found: set MDISTILLER_CIFAR100 to an unpacked train/test tree or "
-                    f"MDISTILLER_SHARED to the shared folder (looked in {shared_dir()})")
-    return _unpacked_archive(parts)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mdistiller.engine.checkpoint import load_checkpoint
-from test_trainer import read_scalars, worklog_blocks
-from test_trainer_support import one_thread, subprocess_env, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
+from helpers.outputs import read_scalars, worklog_blocks
+from helpers.tiny import subprocess_env, tiny_cfg, tiny_loaders, tiny_trainer
 
 EPOCHS = 3
 TEST_N = 33  # test images: unequal shares for the two ranks

@@ -21,14 +21,6 @@ def needs_data():
     return demo
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- data
 def test_bundled_digits_and_fixed_split():
     demo = needs_data()
@@ -187,7 +179,7 @@ def test_full_demo_distilled_students_beat_vanilla(tmp_path, capsys):
 @pytest.mark.slow
 def test_cifar_flag_runs_the_same_demo_on_cifar100(tmp_path, capsys):
     """--cifar on a fake CIFAR-100 (official pickle layout, 2 train / 1 test image per class)."""
-    from test_data_helpers import cifar_pickles
+    from helpers.data import cifar_pickles
 
     cifar_pickles(tmp_path / "data")
     demo = load_demo_tool()

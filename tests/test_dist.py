@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mdistiller.distillers import check_distiller_cfg
 from mdistiller.distillers.losses import dist_terms, standardize_logits
 from mdistiller.errors import ConfigError
-from test_logit_distillers import cfg_with, make, outs
+from helpers.logits import cfg_with, make, outs
 
 # probabilities chosen by hand (B = 3 samples x C = 3 classes); logits = tau * log(p) give them back
 P_T = [[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]
@@ -85,7 +85,7 @@ def test_bad_values_name_the_key(key, value, hint):
 def test_stacks_with_sld_and_standardizes_there_too():
     from mdistiller.config import load_cfg
     from mdistiller.distillers import build_distiller
-    from test_logit_distillers import TinyNet
+    from helpers.logits import TinyNet
     cfg = load_cfg(None, ["DISTILLER.TYPE", "SLD", "DISTILLER.STACK", "[DIST]", "EXPERIMENT.LOGIT_STAND", "True"])
     stack = build_distiller(cfg, TinyNet(seed=1), TinyNet(seed=2)).train()
     x_w, x_s, y = torch.randn(6, 3, 2, 2), torch.randn(6, 3, 2, 2), torch.tensor([0, 1, 2, 3, 4, 0])

@@ -8,8 +8,6 @@ from mdistiller.engine.dot import (DistillationOrientedTrainer, build_dot_optimi
                                    split_losses)
 from mdistiller.errors import ConfigError
 
-torch.set_num_threads(1)  # tiny CPU workloads: extra threads only spin-wait on a shared machine
-
 
 def two_grad_step(opt, p, g_task, g_kd):
     """Feed explicit gradients: distillation first, then task, as the trainer does."""

@@ -12,7 +12,7 @@ import sys
 import pytest
 import setuptools
 
-from test_trainer_support import REPO, subprocess_env
+from helpers.tiny import REPO, subprocess_env
 
 REQUIRED = {"mdistiller-train", "mdistiller-eval", "mdistiller-benchmark", "mdistiller-analyze", "mdistiller-demo"}
 

@@ -12,8 +12,8 @@ import torch
 from mdistiller.config import load_cfg
 from mdistiller.engine.build import train, train_paired
 from mdistiller.engine.checkpoint import extract_state_dict, load_checkpoint
-from test_cli import load_tool
-from test_trainer_support import one_thread, write_colour_folder  # noqa: F401
+from helpers.tiny import write_colour_folder
+from helpers.tools import load_tool
 
 timm = pytest.importorskip("timm")  # the `timm` extra: pip install -e ".[timm]"
 CLASSES = ("ant", "bee", "cat")

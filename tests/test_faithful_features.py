@@ -23,7 +23,6 @@ from mdistiller.config import load_cfg
 from mdistiller.distillers import distiller_dict
 from mdistiller.distillers.feature_losses import kdsvd_loss
 from mdistiller.models import create_model
-from test_trainer_support import one_thread  # noqa: F401
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
 CLOSE = dict(rtol=1e-6, atol=1e-9)

@@ -10,7 +10,7 @@ from PIL import Image
 from mdistiller.data import randaugment as ra
 from mdistiller.data.fast import augment
 from mdistiller.data.transforms import PadCropFlip
-from test_data_helpers import no_host_syncs, pixels
+from helpers.data import no_host_syncs, pixels
 
 TABLE = augment.OpTable()
 N = 14000

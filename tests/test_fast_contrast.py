@@ -8,7 +8,7 @@ from mdistiller.data import build_loaders
 from mdistiller.data.fast import FastTrainLoader
 from mdistiller.data.fast.contrast import DeviceContrastSampler
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD
-from test_data_helpers import cfg_for, fake_cifar_root, no_host_syncs  # noqa: F401 (fixture `root`)
+from helpers.data import cfg_for, no_host_syncs
 
 
 def draw(labels, k, mode, index, seed=0):

@@ -10,7 +10,7 @@ from mdistiller.data.fast.augment import OpTable
 from mdistiller.data.fast.loader import shard_order
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD
 from mdistiller.errors import ConfigError
-from test_data_helpers import cfg_for, fake_cifar_root, no_host_syncs  # noqa: F401 (fixture `root`)
+from helpers.data import cfg_for, no_host_syncs
 
 MEAN = torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(CIFAR100_STD).view(1, 3, 1, 1)

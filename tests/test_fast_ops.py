@@ -14,7 +14,7 @@ from PIL import Image
 from mdistiller.data import randaugment as ra
 from mdistiller.data.fast import augment, ops
 from mdistiller.data.transforms import CIFAR100_MEAN, CIFAR100_STD, PadCropFlip, to_tensor
-from test_data_helpers import official, pixels  # noqa: F401 (fixture)
+from helpers.data import pixels
 
 TABLE = augment.OpTable()
 NAMES = TABLE.names

@@ -13,8 +13,6 @@ from mdistiller.distillers.fitnet import ConvRegressor
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
 
-torch.set_num_threads(1)  # tiny CPU workloads: extra threads only spin-wait on a shared machine
-
 METHODS = ["FITNET", "AT", "NST", "PKT", "KDSVD", "OFD", "RKD", "VID", "SP", "CRD", "REVIEWKD"]
 WITH_CONNECTORS = {"FITNET", "OFD", "VID", "CRD", "REVIEWKD"}
 NUM_DATA = 32

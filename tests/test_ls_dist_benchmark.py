@@ -9,7 +9,7 @@ from mdistiller.benchmark.paper import load_paper_results, paper_comparison
 from mdistiller.benchmark.spec import cfg_labels
 from mdistiller.config import dump_cfg, load_cfg
 from mdistiller.engine.worklog import append_best, format_epoch_block
-from test_trainer_support import REPO, subprocess_env
+from helpers.tiny import REPO, subprocess_env
 
 
 def test_dry_run_lists_the_ls_and_dist_runs(tmp_path):

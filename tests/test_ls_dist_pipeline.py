@@ -11,8 +11,7 @@ from mdistiller.distillers import build_distiller
 from mdistiller.engine.build import train, train_paired
 from mdistiller.engine.objective import total_loss
 from mdistiller.models import create_model
-from test_paired_build import assert_same_weights, cfg_for, data_and_teacher, latest  # noqa: F401
-from test_trainer_support import one_thread  # noqa: F401
+from helpers.zoo_runs import assert_same_weights, cfg_for, latest
 
 METHODS = (("dist", "DIST", []),
            ("kd_ls", "KD", ["EXPERIMENT.LOGIT_STAND", "True", "KD.TEMPERATURE", "2", "KD.LOSS.KD_WEIGHT", "9"]),

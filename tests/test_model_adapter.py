@@ -15,7 +15,6 @@ from mdistiller.distillers.shapes import describe_pair
 from mdistiller.errors import CheckpointError, ConfigError
 from mdistiller.models import build_teacher, create_model
 from mdistiller.models.adapter import HookedClassifier
-from test_trainer_support import one_thread  # noqa: F401
 
 timm = pytest.importorskip("timm")  # the `timm` extra: pip install -e ".[timm]"
 VIT = "timm:vit_tiny_patch16_224"

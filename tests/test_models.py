@@ -45,16 +45,6 @@ needs_compat = pytest.mark.skipif(MANIFEST is None, reason=f"{COMPAT} not found:
 MANIFEST_ENTRIES = [(ds, name) for ds in MANIFEST for name in MANIFEST[ds]] if MANIFEST else []
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These forwards are tiny (batch 1-2): intra-op threads mostly spin-wait, which costs 4-5x
-    the CPU time when the machine is shared (measured: 69 s vs 15 s for this file)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _synthetic_model(dataset, name):
     """`name` with the manifest's deterministic weights, loaded strictly, in eval mode."""
     model = create_model(name, NUM_CLASSES[dataset], dataset)

@@ -13,7 +13,7 @@ import torch
 
 from mdistiller.config import get_cfg_defaults
 from mdistiller.distillers import distiller_dict
-from test_data_helpers import shared_dir
+from helpers.data import shared_dir
 
 FIXTURE = shared_dir() / "compat" / "official_loss_vectors.json"  # $MDISTILLER_SHARED or ../shared
 REL = 1e-6

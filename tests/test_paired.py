@@ -12,7 +12,7 @@ from mdistiller.engine.checkpoint import load_checkpoint
 from mdistiller.engine.paired import SharedTeacherStep, check_group, shares_teacher
 from mdistiller.engine.trainer import NonFiniteLossError, StudentRun, Trainer
 from mdistiller.errors import ConfigError
-from test_trainer_support import TinyKD, TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
+from helpers.tiny import TinyKD, TinyNet, folder, paired_trainer, tiny_cfg, tiny_trainer
 
 
 class TinyCE(TinyKD):
@@ -56,25 +56,6 @@ class NaNAtEpoch2(TinyKD):
         if epoch == 2:
             losses["loss_kd"] = losses["loss_kd"] * float("nan")
         return logits, losses
-
-
-def folder(cfg):
-    return os.path.join(cfg.LOG.PREFIX, cfg.EXPERIMENT.PROJECT, cfg.EXPERIMENT.NAME)
-
-
-def paired_trainer(cfgs, classes, views=None):
-    """The tiny counterpart of engine.build.train_paired: every student built from the random
-    state its solo tiny_trainer run has, all distillers on the first run's teacher object."""
-    teacher, runs = None, []
-    for cfg, cls in zip(cfgs, classes):
-        torch.manual_seed(cfg.SEED)
-        own_teacher = TinyNet()
-        teacher = teacher or own_teacher
-        runs.append(StudentRun(cfg, cls(TinyNet(), teacher, cfg), folder(cfg), torch.device("cpu")))
-    views = views or [1] * len(cfgs)
-    step = SharedTeacherStep(runs, views)
-    return Trainer(cfgs[0], runs, *tiny_loaders(cfgs[0], max(views)), torch.device("cpu"), step=step,
-                   stop_diverged=True)
 
 
 def count_teacher_calls(trainer):

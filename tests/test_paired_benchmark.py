@@ -16,7 +16,7 @@ from mdistiller.benchmark.paired import (TeacherClock, execute_group, group_acti
 from mdistiller.benchmark.runner import collect_matrix
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer_support import REPO, one_thread, write_colour_folder  # noqa: F401
+from helpers.tiny import REPO, write_colour_folder
 
 
 def result(method, seed, top1, status="complete", pair="t -> s"):

@@ -20,7 +20,7 @@ from mdistiller.distillers import _base
 from mdistiller.distillers.kd import KD
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer_support import REPO, subprocess_env, write_colour_folder
+from helpers.tiny import REPO, subprocess_env, write_colour_folder
 
 DEFAULTS = {"CE_WEIGHT": 1.0, "MSE_WEIGHT": 0.5, "WARMUP": 0}  # the README plug-in's section
 

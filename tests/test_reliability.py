@@ -20,9 +20,8 @@ from mdistiller.engine.run_folder import config_changes
 from mdistiller.engine.trainer import NonFiniteLossError
 from mdistiller.errors import CheckpointError, DataError
 from mdistiller.engine.worklog import append_epoch
-from test_cli import load_tool
-from test_data_real_cifar import cifar_root  # noqa: F401  (fixture: the real CIFAR-100 tree)
-from test_trainer_support import one_thread, tiny_cfg, tiny_trainer, write_colour_folder  # noqa: F401
+from helpers.tiny import tiny_cfg, tiny_trainer, write_colour_folder
+from helpers.tools import load_tool
 
 train_tool, benchmark_tool = load_tool("train"), load_tool("benchmark")
 RUN_FILES = ("best", "latest", "student_best", "student_latest", "worklog.txt")
@@ -107,8 +106,7 @@ def test_weights_that_blow_up_are_never_committed(tmp_path):
 
 
 def test_paired_member_whose_weights_blow_up_is_stopped_and_the_other_goes_on(tmp_path):
-    from test_paired import paired_trainer
-    from test_trainer_support import TinyKD
+    from helpers.tiny import TinyKD, paired_trainer
 
     cfgs = [tiny_cfg(tmp_path, "EXPERIMENT.NAME", name, "SOLVER.EPOCHS", 3) for name in ("bad", "good")]
     trainer = paired_trainer(cfgs, [TinyKD, TinyKD])
@@ -382,7 +380,7 @@ def test_empty_class_folder_and_zero_byte_png_are_one_line(tmp_path, capsys):
 
 
 def test_stale_decoded_cache_is_rebuilt_from_the_changed_data(cifar_root, tmp_path):  # noqa: F811
-    from test_kill_resume import write_real_subset
+    from helpers.data import write_real_subset
 
     root = tmp_path / "cifar"
     write_real_subset(str(cifar_root), str(root), classes=100, counts=(("train", 1), ("test", 1)))

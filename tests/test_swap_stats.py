@@ -14,7 +14,7 @@ from mdistiller.benchmark.worklog import read_worklog
 from mdistiller.config import load_cfg
 from mdistiller.distillers import distiller_dict
 from mdistiller.distillers.stack import Stack
-from test_trainer_support import TinyNet, one_thread, tiny_cfg, tiny_trainer  # noqa: F401
+from helpers.tiny import TinyNet, tiny_cfg, tiny_trainer
 
 # 4 samples, 4 classes, targets [0, 1, 2, 3].
 TARGET = torch.tensor([0, 1, 2, 3])
@@ -193,7 +193,7 @@ def test_trainer_logs_statistics_per_epoch_and_prints_worst_classes(tmp_path, ca
 
 def test_teacher_swap_rate_is_the_teachers_training_error(tmp_path):
     """The logged rate equals an independent count over the same images (no augmentation, fixed teacher)."""
-    from test_trainer_support import TinyData
+    from helpers.tiny import TinyData
     from torch.utils.data import DataLoader
 
     cfg = tiny_cfg(tmp_path, "DISTILLER.TYPE", "SLD", "SLD.STUDENT_SWAP", "False", "SOLVER.EPOCHS", 1)

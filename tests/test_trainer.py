@@ -3,19 +3,18 @@ import errno
 import glob
 import os
 import re
-import struct
 import tempfile
 
 import pytest
 import torch
-from tensorboardX.proto import event_pb2
 from torch.utils.data import DataLoader
 
 from mdistiller.config import load_cfg
 from mdistiller.engine import trainer as trainer_module
 from mdistiller.engine.checkpoint import load_checkpoint, load_weights
 from mdistiller.errors import CheckpointError, OutputError
-from test_trainer_support import TinyData, TinyKD, TinyNet, one_thread, tiny_cfg, tiny_loaders, tiny_trainer  # noqa: F401
+from helpers.outputs import read_scalars, worklog_blocks
+from helpers.tiny import TinyData, TinyKD, TinyNet, tiny_cfg, tiny_loaders, tiny_trainer
 
 OUTPUTS = ["best", "config.yaml", "epoch_1", "epoch_2", "latest", "student_1", "student_2", "student_best",
            "student_latest", "train.events", "worklog.txt"]
@@ -23,26 +22,6 @@ OUTPUTS = ["best", "config.yaml", "epoch_1", "epoch_2", "latest", "student_1", "
 
 def run_dir(cfg):
     return os.path.join(cfg.LOG.PREFIX, cfg.EXPERIMENT.PROJECT, cfg.EXPERIMENT.NAME)
-
-
-def read_scalars(folder):
-    """{tag: [(step, value), ...]} from tensorboard event files (TFRecord framing)."""
-    out = {}
-    for path in sorted(glob.glob(os.path.join(folder, "events.*"))):
-        data, pos = open(path, "rb").read(), 0
-        while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
-            pos += 12 + length + 4
-            for value in event.summary.value:
-                out.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return out
-
-
-def worklog_blocks(path):
-    text = open(path).read()
-    blocks = re.findall(r"-{25}\nepoch: (\d+)\nlr: (\S+)\n((?:\w+: \S+\n)+)-{25}\n", text)
-    return [(int(e), float(lr), dict(line.split(": ") for line in body.splitlines())) for e, lr, body in blocks], text
 
 
 def test_full_run_writes_every_output(tmp_path):

@@ -22,7 +22,7 @@ from mdistiller.engine.run_folder import RunFiles, check_start, make_ready
 from mdistiller.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from mdistiller.engine.worklog import append_best, append_epoch, format_epoch_block, trim_worklog
 from mdistiller.errors import ConfigError
-from test_trainer_support import TinyNet, one_thread, tiny_cfg  # noqa: F401 (one_thread: autouse fixture)
+from helpers.tiny import TinyNet, tiny_cfg
 
 
 # ---------------------------------------------------------------- LR schedule

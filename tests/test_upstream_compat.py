@@ -20,7 +20,7 @@ from mdistiller.distillers import _base, _common, loss
 from mdistiller.distillers.base import legacy_arguments
 from mdistiller.distillers.build import build_distiller, takes_num_data
 from mdistiller.models import create_model
-from test_trainer_support import REPO, one_thread, subprocess_env, write_colour_folder  # noqa: F401
+from helpers.tiny import REPO, subprocess_env, write_colour_folder
 
 UPSTREAM_STYLE = os.path.join(REPO, "tests", "fixtures", "upstream_style")
 PLUGINS = {"HINT_LIKE": "HintLike", "TWO_VIEW_LIKE": "TwoViewLike", "KWARGS_LIKE": "KwargsLike",

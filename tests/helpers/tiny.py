@@ -1,4 +1,4 @@
-"""Tiny models, data and runs for the trainer tests (no tests here: shared helpers).
+"""Tiny models, data and runs for the trainer tests (plain helpers; fixtures are in conftest.py).
 
 Everything is small enough that a 2-epoch run takes well under a second on CPU, and it does
 not depend on the real model zoo or datasets: a 2-layer conv net that follows the
@@ -10,7 +10,6 @@ import os
 import random
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -20,11 +19,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from mdistiller.config import load_cfg
 from mdistiller.distillers.base import Distiller
 from mdistiller.engine.distributed import DistInfo
+from mdistiller.engine.paired import SharedTeacherStep
 from mdistiller.engine.trainer import StudentRun, Trainer
 
 NUM_CLASSES = 4
 IMAGE = 8
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLOUR_CLASSES = ("ant", "bee", "cat")  # write_colour_folder's classes in the image-folder tests
 
 
 class TinyNet(nn.Module):
@@ -92,16 +93,6 @@ class TinyData(Dataset):
         return item
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a busy 2-core box: OpenMP thread hand-offs cost 1000x the work itself.
-    Test files import this fixture (autouse there); the thread count is restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_cfg(tmp_path, *opts):
     base = ["DEVICE", "cpu", "LOG.PREFIX", str(tmp_path), "EXPERIMENT.PROJECT", "p", "EXPERIMENT.NAME", "run",
             "SOLVER.EPOCHS", 2, "SOLVER.BATCH_SIZE", 16, "SOLVER.LR", 0.05, "LOG.QUIET", True,
@@ -136,8 +127,28 @@ def tiny_trainer(cfg, views=1, info=DistInfo(), bn=True, distiller_cls=TinyKD, h
     return Trainer(cfg, run, train_loader, test_loader, torch.device("cpu"), info, step_hooks=hooks)
 
 
+def folder(cfg):
+    """The run folder LOG.PREFIX/EXPERIMENT.PROJECT/EXPERIMENT.NAME."""
+    return os.path.join(cfg.LOG.PREFIX, cfg.EXPERIMENT.PROJECT, cfg.EXPERIMENT.NAME)
+
+
+def paired_trainer(cfgs, classes, views=None):
+    """The tiny counterpart of engine.build.train_paired: every student built from the random
+    state its solo tiny_trainer run has, all distillers on the first run's teacher object."""
+    teacher, runs = None, []
+    for cfg, cls in zip(cfgs, classes):
+        torch.manual_seed(cfg.SEED)
+        own_teacher = TinyNet()
+        teacher = teacher or own_teacher
+        runs.append(StudentRun(cfg, cls(TinyNet(), teacher, cfg), folder(cfg), torch.device("cpu")))
+    views = views or [1] * len(cfgs)
+    step = SharedTeacherStep(runs, views)
+    return Trainer(cfgs[0], runs, *tiny_loaders(cfgs[0], max(views)), torch.device("cpu"), step=step,
+                   stop_diverged=True)
+
+
 def subprocess_env():
-    """Environment for child processes that import these helpers and the package."""
+    """Environment for child processes that import tests/helpers and the package."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "tests"), env.get("PYTHONPATH", "")])

@@ -1,20 +1,22 @@
-"""Helpers for the data tests: tiny datasets written on the fly, configs, the shared folder.
-
-(No tests here; the test_data_* modules import it.)
+"""Helpers for the data tests: tiny datasets written on the fly, configs, the shared folder,
+the real CIFAR-100 tree (plain helpers; the data fixtures built on them are in conftest.py).
 """
 import contextlib
+import hashlib
 import os
 import pickle
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from mdistiller.config import load_cfg
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -32,28 +34,6 @@ def no_host_syncs():
 def shared_dir():
     """The project's read-only shared folder: $MDISTILLER_SHARED, else ../shared beside the repo."""
     return Path(os.environ.get("MDISTILLER_SHARED") or REPO.parent / "shared")
-
-
-OFFICIAL_OPS_NPZ = shared_dir() / "compat" / "official_augment_ops.npz"
-
-
-@pytest.fixture(scope="module")
-def official():
-    """The official op functions' outputs on real CIFAR-100 images ({name: array}); skips with
-    the reason when the shared folder is absent."""
-    if not OFFICIAL_OPS_NPZ.is_file():
-        pytest.skip(f"{OFFICIAL_OPS_NPZ} not found: set MDISTILLER_SHARED to the shared folder to run the "
-                    "official-op checks")
-    with np.load(OFFICIAL_OPS_NPZ, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-@pytest.fixture(scope="module", name="root")
-def fake_cifar_root(tmp_path_factory):
-    """Fixture `root`: fake CIFAR-100 pickles, 100 classes x 4 train, x 1 test."""
-    root = tmp_path_factory.mktemp("cifar")
-    cifar_pickles(root, train_per_class=4)
-    return root
 
 
 def cfg_for(root, **opts):
@@ -118,3 +98,29 @@ def _write_pickle(path, obj):
     # Protocol 2 and numpy 1.x's module path for arrays, as in the real (Python 2 era) files.
     data = pickle.dumps(obj, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     Path(path).write_bytes(data)
+
+
+def unpacked_archive(parts):
+    """Unpack the archive parts once per machine; a half-finished unpack is never reused."""
+    tag = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}\n" for p in parts).encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"mdistiller-cifar100-{tag}"
+    if not target.is_dir():
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpacking-"))
+        with subprocess.Popen(["cat", *map(str, parts)], stdout=subprocess.PIPE) as cat:
+            subprocess.run(["tar", "xz", "-C", str(staging)], stdin=cat.stdout, check=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another session finished first
+            shutil.rmtree(staging)
+    return target / "cifar100"
+
+
+def write_real_subset(cifar, root, classes, counts):
+    """root/<split>/<class>/*.png: the first images of the first `classes` real CIFAR-100 classes,
+    `counts` = ((split, images per class), ...)."""
+    for split, count in counts:
+        names = sorted(os.listdir(os.path.join(cifar, split)))[:classes]
+        for name in names:
+            os.makedirs(os.path.join(root, split, name))
+            for image in sorted(os.listdir(os.path.join(cifar, split, name)))[:count]:
+                shutil.copy(os.path.join(cifar, split, name, image), os.path.join(root, split, name, image))

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mdistiller.distillers import distiller_dict
 from mdistiller.distillers.base import Distiller
 from mdistiller.engine import optim
-from mdistiller.engine.build import declared_views, input_views, needs_index
+from mdistiller.distillers.inputs import declared_views, input_views, needs_index
 from mdistiller.engine.checkpoint import extract_student_state_dict, save_atomic
 from mdistiller.engine.device import autocast, grad_scaler, resolve_device, to_device
 from mdistiller.engine.dot import DistillationOrientedTrainer

@@ -108,8 +108,8 @@ def main(argv=None):
     try:
         import torch
 
-        from mdistiller.benchmark.paired import format_speed, time_paired_vs_solo
-        from mdistiller.data.loaders import build_sources
+        from mdistiller.benchmark.paired_runs import format_speed, time_paired_vs_solo
+        from mdistiller.data.sources import build_sources
         from mdistiller.engine.build import train_paired
         from mdistiller.engine.device import resolve_device
 

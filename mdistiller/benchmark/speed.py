@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..analysis.stat_sums import stat_sources
+from ..engine.stat_sums import stat_sources
 from ..data.datasets import ArraySource, TrainDataset
 from ..data.fast.bench import images_per_second, two_view_throughput
 from ..data.fast.loader import FastTrainLoader, images_to_tensor

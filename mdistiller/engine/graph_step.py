@@ -29,7 +29,7 @@ import contextlib
 
 import torch
 
-from ..analysis.stat_sums import collect_stats
+from .stat_sums import collect_stats
 from ..errors import ConfigError
 from .device import AMP_DTYPES
 from .objective import total_loss

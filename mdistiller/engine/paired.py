@@ -13,7 +13,7 @@ The step (`SharedTeacherStep`), per batch:
      checkpoints, logs and output folders are the Trainer's, i.e. what a solo run writes.
 
 Views (the union rule): the group's loader carries two views (weak + strong) when any run's
-solo config would get two (`engine.build.input_views`); every run gets as many views as its
+solo config would get two (`distillers.input_views`); every run gets as many views as its
 solo run would, and a one-view run of a two-view group gets the weak view (the one-view
 pipeline's augmentation), as the `image` its distiller expects.
 
@@ -78,7 +78,7 @@ def check_group(cfgs):
     """ConfigError unless the configs can train as one paired group (SHARED_KEYS and co. agree,
     output folders differ)."""
     from ..distillers import teacher_required
-    from .build import needs_index
+    from ..distillers.inputs import needs_index
 
     if not cfgs:
         raise ConfigError("paired training needs at least one config")
@@ -207,7 +207,7 @@ class SharedTeacherStep:
 
     def __init__(self, runs, views=None, overlap=False):
         if views is None:
-            from .build import input_views  # build imports this module
+            from ..distillers.inputs import input_views
 
             views = [input_views(run.cfg) for run in runs]
         self.views = {id(run): n for run, n in zip(runs, views)}

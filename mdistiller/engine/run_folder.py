@@ -20,7 +20,7 @@ import yaml
 
 from ..config import dump_cfg, get_cfg_defaults, run_name
 from ..errors import UserError
-from .output import writing
+from ..runtime.safe_write import writing
 
 _CHECKPOINT = re.compile(r"^(latest|best|epoch_\d+|student_(latest|best|\d+))$")
 FIRST_EPOCH_FILES = {"best", "student_best", "epoch_1", "student_1", "student_latest"}
@@ -85,7 +85,7 @@ class RunFiles:
             return False
         if "best" not in names:
             return True
-        from .checkpoint import load_checkpoint  # torch: only here, so that reading folders stays light
+        from ..runtime.checkpoint_io import load_checkpoint  # torch: only here, so that reading folders stays light
 
         try:
             ckpt = load_checkpoint(self.best)

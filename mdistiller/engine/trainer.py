@@ -43,7 +43,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..analysis.stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
+from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from ..config import dump_cfg
 from ..errors import CheckpointError, UserError
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
@@ -55,11 +55,12 @@ from .graph_step import GraphedStep, check_cuda_graph
 from .metrics import RunningSums
 from .objective import total_loss
 from .optim import build_optimizer, lr_at, set_lr
-from .output import write_text_atomic, writing
+from ..runtime.safe_write import write_text_atomic, writing
 from .progress import Bar, epoch_summary, say
 from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
-from .worklog import EventLog, append_best, append_epoch, trim_worklog
+from .events import EventLog
+from .worklog import append_best, append_epoch, trim_worklog
 
 RESUME_WAY_OUT = "resume from an intact copy (e.g. an epoch_N file copied over latest) or start over with --overwrite"
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)

@@ -1,7 +1,9 @@
 """What a configured distiller needs from the data pipeline, decided from its class and the config:
-how many views per image (`input_views`) and whether batches carry sample indices
-(`needs_index`). The engine asks these before it builds the loaders; the distiller classes
-declare what they take (their `views` / `needs_index` attributes, see base.py).
+how many views per image (`input_views`, DATASET.VIEWS) and whether batches carry sample indices
+(`needs_index`, DATASET.INDICES). The engine asks these before it builds the loaders; the config
+keys' `auto` means "what the distiller classes declare" (their `views` / `needs_index`
+attributes, see base.py; `default_views`, where a class has it, is the count `auto` picks
+when the others allow it, else the fewest they all accept).
 """
 from ..errors import ConfigError
 from .base import Distiller
@@ -10,8 +12,8 @@ from .registry import get_distiller_class
 
 def declared_views(cls):
     """The view counts a distiller class accepts, or None when it does not say: an mdistiller
-    plug-in that overrides `forward_train` and inherits the base default takes whatever its
-    SOLVER.TRAINER gives it, as in mdistiller."""
+    plug-in that overrides `forward_train` and inherits the base default takes whatever
+    DATASET.VIEWS gives it, as it took what mdistiller's SOLVER.TRAINER gave it."""
     if not isinstance(cls, type) or not issubclass(cls, Distiller):
         return tuple(cls.views) if hasattr(cls, "views") else None
     for klass in cls.__mro__:
@@ -29,26 +31,44 @@ def distiller_classes(cfg):
                                                          for n in cfg.DISTILLER.STACK]
 
 
+def _names(cfg):
+    return " + ".join([cfg.DISTILLER.TYPE, *cfg.DISTILLER.STACK])
+
+
 def input_views(cfg):
-    """Views per training image: 2 when SOLVER.TRAINER is "ours" or the distiller only takes
-    two, else 1. ConfigError when the trainer gives what the distiller cannot take."""
+    """Views per training image (1 = weak, 2 = weak + strong): DATASET.VIEWS; `fewest`: the fewest
+    the distiller and every DISTILLER.STACK entry accept; `auto`: the distiller's `default_views`
+    if they all take it, else the fewest. ConfigError when no count suits them all, or when
+    DATASET.VIEWS asks for one they cannot take."""
+    classes = distiller_classes(cfg)
     supported = {1, 2}
-    for cls in distiller_classes(cfg):
+    for cls in classes:
         supported &= set(declared_views(cls) or (1, 2))
     if not supported:
         raise ConfigError(f"DISTILLER.TYPE {cfg.DISTILLER.TYPE} and DISTILLER.STACK {list(cfg.DISTILLER.STACK)} "
                           "accept no common number of views; they cannot be combined")
-    if cfg.SOLVER.TRAINER == "ours":
-        if 2 not in supported:
-            raise ConfigError(f"config key SOLVER.TRAINER is 'ours' (weak + strong views) but distiller "
-                              f"{cfg.DISTILLER.TYPE} takes one view; use SOLVER.TRAINER base")
-        return 2
-    return min(supported)
+    wanted = cfg.DATASET.VIEWS
+    if wanted in ("auto", "fewest"):
+        preferred = getattr(classes[0], "default_views", None) if wanted == "auto" else None
+        return preferred if preferred in supported else min(supported)
+    if wanted not in supported:
+        alias = " (SOLVER.TRAINER ours sets 2)" if wanted == 2 else ""
+        raise ConfigError(f"config key DATASET.VIEWS is {wanted}{alias} but distiller {_names(cfg)} takes "
+                          f"{min(supported)} view(s) only; set DATASET.VIEWS auto and leave SOLVER.TRAINER out")
+    return wanted
 
 
 def needs_index(cfg):
-    """Whether batches carry sample/contrast indices: SOLVER.TRAINER "crd" or a CRD-like distiller."""
-    return cfg.SOLVER.TRAINER == "crd" or any(getattr(c, "needs_index", False) for c in distiller_classes(cfg))
+    """Whether batches carry sample/contrast indices: DATASET.INDICES, or with `auto` whether a
+    distiller declares `needs_index` (CRD). ConfigError for False with such a distiller."""
+    declared = any(getattr(cls, "needs_index", False) for cls in distiller_classes(cfg))
+    setting = cfg.DATASET.INDICES
+    if setting == "auto":
+        return declared
+    if declared and not setting:
+        raise ConfigError(f"config key DATASET.INDICES is False but distiller {_names(cfg)} needs sample indices; "
+                          "set DATASET.INDICES auto")
+    return bool(setting)
 
 
 def teacher_train_key(cfg):

@@ -41,6 +41,7 @@ class SLD(Distiller):
     """Swapped logit distillation with prediction augmentation and loss scheduling."""
 
     views = (1, 2)
+    default_views = 2  # DATASET.VIEWS auto: weak + strong, as the SLD authors train it (SOLVER.TRAINER ours)
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -22,6 +22,11 @@ from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .trainer import StudentRun, Trainer, stopped_reason
 
 
+def describe_inputs(cfg):
+    """'views 2 | indices False | update sgd': what the run's batches carry and how it updates."""
+    return f"views {input_views(cfg)} | indices {needs_index(cfg)} | update {cfg.SOLVER.UPDATE}"
+
+
 def build_models(cfg, num_classes):
     """(student, teacher or None) for the configured names and dataset; the student starts from
     DISTILLER.STUDENT_WEIGHTS when set."""
@@ -74,8 +79,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     try:
         seed_everything(cfg.SEED)  # identical model initialisation on every rank
         run, train_loader, test_loader = build_run(cfg, info, device)
-        say(f"output: {files.folder} | device {device} x{info.world_size} | SOLVER.TRAINER {cfg.SOLVER.TRAINER}",
-            info.is_main)
+        say(f"output: {files.folder} | device {device} x{info.world_size} | {describe_inputs(cfg)}", info.is_main)
         say(describe_speed_settings(cfg, device), info.is_main)
         trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
         best = trainer.fit(resume=resume, overwrite=overwrite)[0]

@@ -56,10 +56,11 @@ from .run_folder import run_folder
 VIEW_KEYS = ("image", "image_weak", "image_strong")
 # Config keys every run of a group shares: they decide the data stream, the loop and the
 # teacher pass. Keys a run may set for itself: its distiller, student, SOLVER.LR and schedule,
-# optimizer, SOLVER.TRAINER, EXPERIMENT.*, LOG.* (the first config's LOG.QUIET and
+# optimizer, SOLVER.UPDATE, DATASET.VIEWS/INDICES, EXPERIMENT.*, LOG.* (the first config's LOG.QUIET and
 # LOG.TENSORBOARD_FREQ drive the shared loop).
 SHARED_KEYS = ("SEED", "DEVICE", "DETERMINISTIC", "DATASET", "SOLVER.BATCH_SIZE", "SOLVER.EPOCHS", "SOLVER.AMP",
                "SOLVER.CHANNELS_LAST")
+PER_RUN_KEYS = ("DATASET.VIEWS", "DATASET.INDICES")  # the group's loader carries the union (module docstring)
 TEACHER_KEYS = ("DISTILLER.TEACHER",)  # among runs that use a teacher (weights are compared when built)
 INDEX_KEYS = ("CRD.NCE.K", "CRD.MODE")  # among runs whose batches carry contrast indices (one sampler)
 
@@ -96,7 +97,7 @@ def check_group(cfgs):
         for key in keys:
             for c in members[1:]:
                 for (name, first), (_, value) in zip(leaves(members[0], key), leaves(c, key)):
-                    if value != first:
+                    if value != first and name not in PER_RUN_KEYS:
                         raise ConfigError(f"paired runs must agree on {name}: {run_name(members[0])} has {first!r} "
                                           f"but {run_name(c)} has {value!r}; set one value in every config, "
                                           "or train them separately")

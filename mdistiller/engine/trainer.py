@@ -95,7 +95,7 @@ def backward_step(run, losses):
     return loss
 
 
-# SOLVER.TRAINER name -> update(run, losses) -> total loss, for trainers whose update is not one
+# SOLVER.UPDATE name -> update(run, losses) -> total loss, for trainers whose update is not one
 # backward + one step (DOT back-propagates its two losses separately). Default: backward_step.
 TRAINER_UPDATES = {"dot": dot_update}
 
@@ -145,7 +145,7 @@ class StudentRun:
         self.model = wrap_ddp(distiller, device, info)
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(device, self.amp)
-        self.update = TRAINER_UPDATES.get(cfg.SOLVER.TRAINER, backward_step)
+        self.update = TRAINER_UPDATES.get(cfg.SOLVER.UPDATE, backward_step)
         self.files = RunFiles(folder)
         self.best_acc = -1.0  # mdistiller's start value
         self.events = None

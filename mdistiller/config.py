@@ -364,12 +364,12 @@ TRAINER_ALIASES = {
 }
 
 
-def trainer_settings(trainer, where="config key SOLVER.TRAINER"):
+def trainer_settings(trainer):
     """{key: value} that a SOLVER.TRAINER name stands for ("" = none); ConfigError for an unknown name."""
     if trainer == "":
         return {}
     if trainer not in TRAINER_ALIASES:
-        raise ConfigError(f"{where} is {trainer!r}; choose one of {', '.join(TRAINER_ALIASES)}, or set "
+        raise ConfigError(f"config key SOLVER.TRAINER is {trainer!r}; choose one of {', '.join(TRAINER_ALIASES)}, or set "
                           "DATASET.VIEWS / DATASET.INDICES / SOLVER.UPDATE instead")
     return TRAINER_ALIASES[trainer]
 

@@ -140,6 +140,12 @@ def test_imports_only_go_down():
     assert not upward, "imports that go up the layer order:\n  " + "\n  ".join(upward)
 
 
+def test_the_package_never_imports_the_tools_or_the_tests():
+    found = [f"{module} -> {name}" for module, path in sorted(module_files().items())
+             for name in imported_names(module, path) if name.split(".")[0] in ("tools", "tests")]
+    assert not found, "imports of the command lines or tests from the package:\n  " + "\n  ".join(found)
+
+
 def test_no_cycle_between_sub_packages():
     graph = module_graph()
     packages = defaultdict(set)

@@ -40,6 +40,8 @@ CFG.DATASET.LOADER = "pil"  # (new) "pil" (torchvision DataLoader) or "fast" (on
 CFG.DATASET.CACHE_DIR = ""  # (new) where decoded image arrays are cached; empty = beside the data
 CFG.DATASET.NUM_CLASSES = 0  # (new) imagefolder: number of classes; 0 = count the class folders
 CFG.DATASET.IMAGE_SIZE = 0  # (new) imagefolder: training resolution; 0 = from the data
+CFG.DATASET.VIEWS = "auto"  # (new) views per image: 1 (weak), 2 (weak + strong), auto (the distiller's choice), fewest
+CFG.DATASET.INDICES = "auto"  # (new) batches carry sample/contrast indices: True, False, auto = if the distiller needs them (CRD)
 CFG.DATASET.TEST = CN()
 CFG.DATASET.TEST.BATCH_SIZE = 64  # evaluation batch size
 
@@ -60,7 +62,8 @@ CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact
 
 # Solver
 CFG.SOLVER = CN()
-CFG.SOLVER.TRAINER = "base"  # "base" (one view), "ours" (weak + strong views), "crd" (+ indices), "dot"
+CFG.SOLVER.UPDATE = "sgd"  # (new) update rule: "sgd" (one backward, then the SOLVER.TYPE optimizer step) or "dot" (DOT)
+CFG.SOLVER.TRAINER = ""  # mdistiller's trainer name, an alias resolved at load time (TRAINER_ALIASES); "" = not set
 CFG.SOLVER.BATCH_SIZE = 64  # training batch size (global, over all GPUs)
 CFG.SOLVER.EPOCHS = 240  # number of epochs
 CFG.SOLVER.LR = 0.05  # base learning rate
@@ -258,17 +261,20 @@ def _describe(value):
     return f"{type(value).__name__} {value!r}"
 
 
-# Keys whose value is "auto" or one of this type ("auto" is resolved for the device at run time).
-AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int}
+# Keys whose value is "auto" or one of this type ("auto" is resolved at run time, for the device
+# or the distiller), and the other words some of them take.
+AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int, "DATASET.VIEWS": int,
+           "DATASET.INDICES": bool}
+WORDS = {"DATASET.VIEWS": ("auto", "fewest")}
 
 
 def _coerce(default, value, key):
     """Value from YAML/command line, converted to the default's type or rejected."""
     if key in AUTO_OR:
-        kind = AUTO_OR[key]
-        if value == "auto" or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+        kind, words = AUTO_OR[key], WORDS.get(key, ("auto",))
+        if value in words or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
             return value
-        raise ConfigError(f"config key {key} expects auto or a {kind.__name__}, got {_describe(value)}")
+        raise ConfigError(f"config key {key} expects {' or '.join(words)} or a {kind.__name__}, got {_describe(value)}")
     if isinstance(default, CN):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key} is a section; got {_describe(value)}")
@@ -402,24 +408,49 @@ def _plugin_list(value, where):
     return list(dict.fromkeys(value))
 
 
-# Values that other mdistiller forks write for one of ours (the LS repository's configs name the
-# two-view trainer "aug").
-ALIASES = {"SOLVER.TRAINER": {"aug": "ours"}}
+# mdistiller's SOLVER.TRAINER named one trainer class per combination of three settings that are
+# separate keys here; each name stands for the keys it sets, so that an old config trains as it
+# did (the LS repository's configs call the two-view trainer "aug"). The one-view trainers gave a
+# distiller the fewest views it takes: SLD on one view under "dot", where SOLVER.UPDATE dot alone
+# (DATASET.VIEWS auto) gives it its two.
+TRAINER_ALIASES = {
+    "base": {"DATASET.VIEWS": "fewest"},
+    "ours": {"DATASET.VIEWS": 2},
+    "aug": {"DATASET.VIEWS": 2},
+    "crd": {"DATASET.VIEWS": "fewest", "DATASET.INDICES": True},
+    "dot": {"DATASET.VIEWS": "fewest", "SOLVER.UPDATE": "dot"},
+}
+
+
+def trainer_settings(trainer):
+    """{key: value} that a SOLVER.TRAINER name stands for ("" = none); ConfigError for an unknown name."""
+    if trainer == "":
+        return {}
+    if trainer not in TRAINER_ALIASES:
+        raise ConfigError(f"config key SOLVER.TRAINER is {trainer!r}; choose one of {', '.join(TRAINER_ALIASES)}, or set "
+                          "DATASET.VIEWS / DATASET.INDICES / SOLVER.UPDATE instead")
+    return TRAINER_ALIASES[trainer]
 
 
 def _resolve_aliases(cfg):
-    for key, names in ALIASES.items():
-        *parents, leaf = key.split(".")
-        node = cfg
-        for part in parents:
-            node = node[part]
-        node[leaf] = names.get(node[leaf], node[leaf])
+    """Replace SOLVER.TRAINER by the keys it stands for; ConfigError when one of them is already
+    set to something else (e.g. SOLVER.TRAINER ours with DATASET.VIEWS 1)."""
+    trainer = cfg.SOLVER.TRAINER
+    defaults = get_cfg_defaults()
+    for key, value in trainer_settings(trainer).items():
+        section, name = key.rsplit(".", 1)
+        current = _get(cfg, key)
+        if current != value and current != _get(defaults, key):
+            raise ConfigError(f"config keys SOLVER.TRAINER {trainer} and {key} {current} contradict each other "
+                              f"(the trainer name means {key} {value}); drop SOLVER.TRAINER")
+        _get(cfg, section)[name] = value
+    cfg.SOLVER.TRAINER = ""
 
 
 CHOICES = {
     "DATASET.TYPE": ("cifar100", "imagenet", "tiny_imagenet", "imagefolder", "demo"),
     "DATASET.LOADER": ("pil", "fast"),
-    "SOLVER.TRAINER": ("base", "ours", "crd", "dot"),
+    "SOLVER.UPDATE": ("sgd", "dot"),
     "SOLVER.TYPE": ("SGD", "Adam", "AdamW"),
     "SOLVER.AMP": ("none", "bf16", "fp16"),
     "SOLVER.LR_SCHEDULER": ("step", "cosine"),
@@ -474,6 +505,8 @@ def validate_cfg(cfg):
              f"config key LOG.SAVE_CHECKPOINT_FREQ is {cfg.LOG.SAVE_CHECKPOINT_FREQ}; it must be at least 1")
     _require(cfg.LOG.TENSORBOARD_FREQ >= 1,
              f"config key LOG.TENSORBOARD_FREQ is {cfg.LOG.TENSORBOARD_FREQ}; it must be at least 1")
+    _require(cfg.DATASET.VIEWS in ("auto", "fewest", 1, 2),
+             f"config key DATASET.VIEWS is {cfg.DATASET.VIEWS}; use auto, fewest, 1 or 2")
     chunk = cfg.DISTILLER.TEACHER_CHUNK
     _require(chunk == "auto" or chunk >= 0, f"config key DISTILLER.TEACHER_CHUNK is {chunk}; use auto, 0 or a batch size")
     _require(all(isinstance(n, str) for n in cfg.DISTILLER.STACK),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mdistiller.analysis import metrics, plots
+from mdistiller.analysis import comparison, plots
 from mdistiller.config import dump_cfg, load_cfg
 from mdistiller.engine.checkpoint import save_atomic
 from mdistiller.engine.worklog import append_best, append_epoch
@@ -33,32 +33,32 @@ TARGETS = np.array([0, 1, 2, 2])
 
 
 def test_accuracies_per_class_and_disagreements():
-    assert metrics.accuracy(T_LOGITS, TARGETS) == 75.0
-    assert metrics.per_class_accuracy(S_LOGITS, TARGETS, 4).tolist()[:3] == [0.0, 100.0, 100.0]
-    assert math.isnan(metrics.per_class_accuracy(S_LOGITS, TARGETS, 4)[3])  # class without samples
-    assert metrics.disagreement_counts(T_LOGITS, S_LOGITS, TARGETS) == (1, 1)
-    assert metrics.rescued_pairs(T_LOGITS, S_LOGITS, TARGETS) == [metrics.RescuedPair(2, 0, 1)]
+    assert comparison.accuracy(T_LOGITS, TARGETS) == 75.0
+    assert comparison.per_class_accuracy(S_LOGITS, TARGETS, 4).tolist()[:3] == [0.0, 100.0, 100.0]
+    assert math.isnan(comparison.per_class_accuracy(S_LOGITS, TARGETS, 4)[3])  # class without samples
+    assert comparison.disagreement_counts(T_LOGITS, S_LOGITS, TARGETS) == (1, 1)
+    assert comparison.rescued_pairs(T_LOGITS, S_LOGITS, TARGETS) == [comparison.RescuedPair(2, 0, 1)]
 
 
 def test_logit_correlation_gap_is_the_off_diagonal_class_mean_difference():
-    means = metrics.class_mean_logits(T_LOGITS, TARGETS, 3)
+    means = comparison.class_mean_logits(T_LOGITS, TARGETS, 3)
     assert means.tolist() == [[3, 0, 0], [0, 3, 0], [1.5, 0, 1.5]]
-    gap = metrics.logit_correlation_gap(T_LOGITS, S_LOGITS, TARGETS, 3)
+    gap = comparison.logit_correlation_gap(T_LOGITS, S_LOGITS, TARGETS, 3)
     # class 0: |3-0| at (0,0) is the diagonal -> 0, |0-3| at (0,1) = 3; class 2: |1.5-0| at (2,0)
     assert gap.tolist() == [[0, 3, 0], [0, 0, 0], [1.5, 0, 0]]
-    assert sorted(metrics.off_diagonal(gap).tolist()) == [0, 0, 0, 0, 1.5, 3]
+    assert sorted(comparison.off_diagonal(gap).tolist()) == [0, 0, 0, 0, 1.5, 3]
 
 
 def test_reliability_bins_and_ece_by_hand():
     # two classes; confidences 0.5 (bin of (0.4667, 0.5333]) and ~0.8808 (logit gap 2)
     logits = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
     targets = np.array([0, 0, 1, 1])
-    rel = metrics.reliability(logits, targets, bins=10)
+    rel = comparison.reliability(logits, targets, bins=10)
     conf = 1 / (1 + math.exp(-2))
     assert rel.counts.tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 3, 0]
     assert rel.accuracy[4] == 1.0 and rel.accuracy[8] == pytest.approx(2 / 3)
     assert rel.ece == pytest.approx(100 * (0.25 * 0.5 + 0.75 * abs(2 / 3 - conf)))
-    edge = metrics.reliability(np.log(np.array([[0.2, 0.8]])), np.array([1]), bins=5)
+    edge = comparison.reliability(np.log(np.array([[0.2, 0.8]])), np.array([1]), bins=5)
     assert edge.counts.tolist() == [0, 0, 0, 1, 0]  # 0.8 belongs to (0.6, 0.8]: bins are right-closed
 
 
@@ -142,14 +142,14 @@ def test_analysis_uses_the_runs_teacher_and_matches_direct_predictions(run_folde
         teacher_logits = run_folder["teacher"].eval()(x)[0].numpy()
     assert np.allclose(a.logits["teacher"], teacher_logits, atol=1e-4)
     assert a.targets.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
-    assert a.top1["teacher"] == metrics.accuracy(teacher_logits, a.targets)
+    assert a.top1["teacher"] == comparison.accuracy(teacher_logits, a.targets)
 
 
 def test_figures_have_their_axes(run_folder):
-    rel = metrics.reliability(T_LOGITS, TARGETS)
-    gap = metrics.logit_correlation_gap(T_LOGITS, S_LOGITS, TARGETS, 3)
+    rel = comparison.reliability(T_LOGITS, TARGETS)
+    gap = comparison.logit_correlation_gap(T_LOGITS, S_LOGITS, TARGETS, 3)
     names = CLASSES[:3]
-    acc = metrics.per_class_accuracy(T_LOGITS, TARGETS, 3)
+    acc = comparison.per_class_accuracy(T_LOGITS, TARGETS, 3)
     cases = [
         (plots.correlation_gap_figure(gap, names), 2, "true class"),  # heat map + colour bar
         (plots.per_class_accuracy_figure(acc, acc, names), 1, "test top-1 (%)"),

@@ -11,7 +11,7 @@ import torch
 
 from mdistiller.benchmark import parse_worklog, read_run, read_worklog, summarize
 from mdistiller.benchmark.collect import RunResult, count_parameters, find_run_folders, labels_from_name, write_run_json
-from mdistiller.benchmark.events import read_scalars
+from mdistiller.engine.events import read_scalars
 from mdistiller.benchmark.report import accuracy_table, write_report
 from mdistiller.benchmark.runner import decide
 from mdistiller.benchmark.spec import load_matrix, matrix_from_names, plan_runs, slug

@@ -1,16 +1,14 @@
 """build_loaders: batch format, views, CRD indices, worker seeding, sharding, pinning, dispatch."""
 import random
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from mdistiller.data import build_loaders, select_views
+from mdistiller.data import build_loaders
 from mdistiller.data.datasets import ContrastSampler
-from mdistiller.data import loaders
+from mdistiller.data import loaders, sources
 from mdistiller.data.loaders import TEST, make_loader, seed_worker
 from mdistiller.errors import ConfigError
 from helpers.data import cfg_for
@@ -169,37 +167,18 @@ def test_pinned_memory_only_for_cuda(root, monkeypatch):
 
 def test_fast_loader_dispatch(root, monkeypatch):
     calls = []
-    fake = types.ModuleType("mdistiller.data.fast")
-    fake.build_fast_loaders = lambda *args: calls.append(args) or "fast loaders"
-    monkeypatch.setitem(sys.modules, "mdistiller.data.fast", fake)
+    monkeypatch.setitem(loaders.LOADERS, "fast", lambda *args: calls.append(args) or "fast loaders")
     cfg = cfg_for(root, DATASET__LOADER="fast")
     assert build_loaders(cfg, 2, True, 1, 2, device="cuda:1") == "fast loaders"
     assert calls == [(cfg, 2, True, 1, 2, "cuda:1")]
-
-
-def test_fast_loader_missing(root, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mdistiller.data.fast", None)  # import fails as if absent
-    with pytest.raises(ConfigError, match=r"DATASET.LOADER is 'fast' but this installation has no "
-                                          r"mdistiller.data.fast; use DATASET.LOADER pil"):
-        build_loaders(cfg_for(root, DATASET__LOADER="fast"), views=1)
+    assert loaders.LOADERS["pil"] is loaders.build_pil_loaders
 
 
 def test_unsupported_dataset_type(root, monkeypatch):
-    monkeypatch.delitem(loaders.BUILDERS, "cifar100")  # as for a type no module provides
+    monkeypatch.delitem(sources.BUILDERS, "cifar100")  # as for a type no module provides
     with pytest.raises(ConfigError, match=r"DATASET.TYPE is 'cifar100', which this installation cannot load; "
                                           r"choose one of imagenet, tiny_imagenet, imagefolder"):
         build_loaders(cfg_for(root), views=1)
-
-
-def test_select_views(root):
-    assert select_views(cfg_for(root), (1,)) == 1
-    assert select_views(cfg_for(root), (2,)) == 2
-    assert select_views(cfg_for(root), (1, 2)) == 1
-    assert select_views(cfg_for(root, SOLVER__TRAINER="ours"), (1, 2)) == 2
-    with pytest.raises(ConfigError, match=r"SOLVER.TRAINER is 'ours' \(weak \+ strong views\) but distiller KD "
-                                          r"takes one view; use SOLVER.TRAINER base"):
-        select_views(cfg_for(root, SOLVER__TRAINER="ours", DISTILLER__TYPE="KD"), (1,))
-
 
 
 @pytest.mark.parametrize("loader", ["pil", "fast"])

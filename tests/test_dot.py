@@ -89,8 +89,8 @@ def test_build_dot_optimizer_reads_momentum_and_delta():
 
 
 @pytest.mark.parametrize("opts, message", [
-    (["SOLVER.TYPE", "Adam"], "SOLVER.TYPE is 'Adam'; SOLVER.TRAINER dot is an SGD variant"),
-    (["SOLVER.AMP", "fp16"], "SOLVER.AMP is fp16; SOLVER.TRAINER dot back-propagates twice"),
+    (["SOLVER.TYPE", "Adam"], "SOLVER.TYPE is 'Adam'; SOLVER.UPDATE dot is an SGD variant"),
+    (["SOLVER.AMP", "fp16"], "SOLVER.AMP is fp16; SOLVER.UPDATE dot back-propagates twice"),
     (["SOLVER.NESTEROV", True], "SOLVER.NESTEROV is true"),
     (["SOLVER.DOT.DELTA", 0.2], "SOLVER.DOT.DELTA is 0.2; with SOLVER.MOMENTUM 0.9 both momenta"),
     (["SOLVER.DOT.DELTA", -0.1], "SOLVER.DOT.DELTA is -0.1"),

@@ -35,7 +35,8 @@ def test_config_loads_and_names_existing_models(path):
     check_distiller_cfg(c)
     model_entry(c.DISTILLER.TEACHER, "cifar100", "DISTILLER.TEACHER")
     model_entry(c.DISTILLER.STUDENT, "cifar100")
-    assert c.SOLVER.TRAINER == ("ours" if c.DISTILLER.TYPE in ("SLD", "MLKD") else "base")
+    from mdistiller.distillers import input_views
+    assert input_views(c) == (2 if c.DISTILLER.TYPE in ("SLD", "MLKD") else 1)  # SOLVER.TRAINER ours / base
 
 
 def test_pairs_covered():

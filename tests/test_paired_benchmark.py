@@ -1,4 +1,4 @@
-"""Paired benchmarks (benchmark/paired.py): the method-minus-baseline table (hand-computed),
+"""Paired benchmarks (benchmark/paired_runs.py): the method-minus-baseline table (hand-computed),
 group decisions, and a paired matrix end to end on a tiny image folder."""
 import importlib.util
 import json
@@ -11,7 +11,7 @@ import yaml
 
 from mdistiller.benchmark import RunResult, load_matrix, matrix_from_configs
 from mdistiller.benchmark.collect import read_run_json
-from mdistiller.benchmark.paired import (TeacherClock, execute_group, group_action, paired_differences,
+from mdistiller.benchmark.paired_runs import (TeacherClock, execute_group, group_action, paired_differences,
                                          paired_table, run_paired_matrix, teacher_only_ratio, write_paired_report)
 from mdistiller.benchmark.runner import collect_matrix
 from mdistiller.errors import ConfigError

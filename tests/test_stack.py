@@ -169,7 +169,7 @@ EXAMPLES = {"sld_reviewkd.yaml": "REVIEWKD", "sld_fitnet.yaml": "FITNET", "sld_c
 def test_example_configs_build_and_step(name, stacked, teacher):
     cfg = load_cfg(STACK_CONFIGS / name)
     assert (cfg.DISTILLER.TYPE, list(cfg.DISTILLER.STACK)) == ("SLD", [stacked])
-    assert (cfg.DISTILLER.TEACHER, cfg.DISTILLER.STUDENT, cfg.SOLVER.TRAINER) == ("resnet32x4", "resnet8x4", "ours")
+    assert (cfg.DISTILLER.TEACHER, cfg.DISTILLER.STUDENT, cfg.DATASET.VIEWS) == ("resnet32x4", "resnet8x4", 2)
     distiller = build_distiller(cfg, student(), teacher, num_data=NUM_DATA).train()
     _, losses = distiller(**two_view_batch(), epoch=1)
     assert f"{stacked}.loss_kd" in losses and all(torch.isfinite(v) for v in losses.values())

@@ -6,11 +6,11 @@ import os
 import pytest
 import torch
 
-from mdistiller.analysis.stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
-from mdistiller.analysis.swap_stats import (class_error_statistics, classes_above_target, swap_statistics,
+from mdistiller.engine.stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
+from mdistiller.distillers.swap_stats import (class_error_statistics, classes_above_target, swap_statistics,
                                             teacher_statistics)
-from mdistiller.benchmark.events import read_scalars
-from mdistiller.benchmark.worklog import read_worklog
+from mdistiller.engine.events import read_scalars
+from mdistiller.engine.worklog import read_worklog
 from mdistiller.config import load_cfg
 from mdistiller.distillers import distiller_dict
 from mdistiller.distillers.stack import Stack

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mdistiller.distillers import distiller_dict
 from mdistiller.distillers.base import Distiller
 from mdistiller.engine import optim
-from mdistiller.engine.build import declared_views, input_views, needs_index
+from mdistiller.distillers.inputs import declared_views, input_views, needs_index
 from mdistiller.engine.checkpoint import extract_student_state_dict, save_atomic
 from mdistiller.engine.device import autocast, grad_scaler, resolve_device, to_device
 from mdistiller.engine.dot import DistillationOrientedTrainer
@@ -70,11 +70,11 @@ def test_frozen_parameters_are_left_out_and_trainer_optimizers_take_over(tmp_pat
     assert len(opt.param_groups[0]["params"]) == len(list(net.parameters())) - 2
     with pytest.raises(ConfigError, match="no learnable parameters"):
         optim.build_optimizer(tiny_cfg(tmp_path), [])
-    dot = optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "dot"), net.parameters())
-    assert isinstance(dot, DistillationOrientedTrainer)
+    for opts in (["SOLVER.TRAINER", "dot"], ["SOLVER.UPDATE", "dot"]):
+        assert isinstance(optim.build_optimizer(tiny_cfg(tmp_path, *opts), net.parameters()), DistillationOrientedTrainer)
     made = []
-    monkeypatch.setitem(optim.TRAINER_OPTIMIZERS, "crd", lambda cfg, p: made.append(len(p)) or "CRD")
-    assert optim.build_optimizer(tiny_cfg(tmp_path, "SOLVER.TRAINER", "crd"), net.parameters()) == "CRD"
+    monkeypatch.setitem(optim.TRAINER_OPTIMIZERS, "sgd", lambda cfg, p: made.append(len(p)) or "own")
+    assert optim.build_optimizer(tiny_cfg(tmp_path), net.parameters()) == "own"
     assert made == [len(list(net.parameters())) - 2]
 
 
@@ -214,21 +214,30 @@ class _Indexed(Distiller):
     needs_index = True
 
 
-@pytest.mark.parametrize("cls, trainer, views", [
-    (_TwoViewOnly, "base", 2), (_TwoViewOnly, "ours", 2), (_OneView, "base", 1),
-    (_Plugin, "ours", 2), (_Plugin, "base", 1), (_Plugin, "crd", 1),
+@pytest.mark.parametrize("cls, opts, views", [
+    (_TwoViewOnly, ["SOLVER.TRAINER", "base"], 2), (_TwoViewOnly, ["SOLVER.TRAINER", "ours"], 2),
+    (_OneView, ["SOLVER.TRAINER", "base"], 1), (_Plugin, ["SOLVER.TRAINER", "ours"], 2),
+    (_Plugin, ["SOLVER.TRAINER", "base"], 1), (_Plugin, ["SOLVER.TRAINER", "crd"], 1),
+    (_TwoViewOnly, [], 2), (_OneView, [], 1), (_Plugin, [], 1), (_Plugin, ["DATASET.VIEWS", 2], 2),
+    (_TwoViewOnly, ["DATASET.VIEWS", 2], 2), (_OneView, ["DATASET.VIEWS", 1], 1),
 ])
-def test_views_from_trainer_and_distiller(tmp_path, monkeypatch, cls, trainer, views):
+def test_views_from_config_and_distiller(tmp_path, monkeypatch, cls, opts, views):
     monkeypatch.setitem(distiller_dict, "TMP", cls)
-    assert input_views(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", "SOLVER.TRAINER", trainer)) == views
+    assert input_views(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", *opts)) == views
 
 
 def test_views_mismatch_and_indices(tmp_path, monkeypatch):
     assert declared_views(_Plugin) is None and declared_views(_OneView) == (1,)
     monkeypatch.setitem(distiller_dict, "TMP", _OneView)
-    with pytest.raises(ConfigError, match="SOLVER.TRAINER is 'ours'.*takes one view"):
-        input_views(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", "SOLVER.TRAINER", "ours"))
+    for opts in (["SOLVER.TRAINER", "ours"], ["DATASET.VIEWS", 2]):
+        with pytest.raises(ConfigError, match=r"^config key DATASET.VIEWS is 2 \(SOLVER.TRAINER ours sets 2\) but "
+                                              r"distiller TMP takes 1 view\(s\) only; set DATASET.VIEWS auto"):
+            input_views(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", *opts))
     assert not needs_index(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP"))
     assert needs_index(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", "SOLVER.TRAINER", "crd"))
+    assert needs_index(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", "DATASET.INDICES", True))
     monkeypatch.setitem(distiller_dict, "TMP", _Indexed)
     assert needs_index(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP"))
+    with pytest.raises(ConfigError, match="^config key DATASET.INDICES is False but distiller TMP needs sample "
+                                          "indices; set DATASET.INDICES auto$"):
+        needs_index(tiny_cfg(tmp_path, "DISTILLER.TYPE", "TMP", "DATASET.INDICES", False))

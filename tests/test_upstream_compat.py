@@ -53,6 +53,7 @@ def test_defaults_keep_mdistillers_types_and_our_loader_makes_them_floats():
     from mdistiller.engine.cfg import CFG
 
     assert [type(v) for v in (CFG.KD.TEMPERATURE, CFG.AT.P, CFG.RKD.DISTANCE_WEIGHT, CFG.RKD.ANGLE_WEIGHT)] == [int] * 4
+    assert CFG.SOLVER.TRAINER == "base"  # what mdistiller's scripts look up in their trainer_dict
     cfg = load_cfg(os.path.join(REPO, "tests", "fixtures", "official_configs", "mlkd_imagenet.yaml"),
                    ["AT.P", "2.5"])
     assert (cfg.KD.TEMPERATURE, cfg.AT.P, cfg.RKD.ANGLE_WEIGHT) == (1.0, 2.5, 50.0)

@@ -1,10 +1,10 @@
-"""Seeing inside a distillation (kept import-free: the trainer and the distillers import single
-modules from here, the plotting ones import matplotlib only when called).
+"""Seeing inside a trained distillation (kept import-free: the plotting modules import matplotlib
+only when called). The statistics logged during training live where they are produced:
+distillers/swap_stats.py (SLD's swap statistics), engine/stat_sums.py (their epoch sums).
 
-  swap_stats.py   SLD's swap statistics as pure tensor functions (rates, target ranks, class errors)
-  stat_sums.py    the distillers' statistics side channel and its device-side epoch sums
-  metrics.py      teacher-vs-student numbers on a test set (accuracies, calibration, logit gaps)
+  comparison.py   teacher-vs-student numbers on a test set (accuracies, calibration, logit gaps)
   plots.py        the figures (matplotlib, Agg, no pyplot state), returned as Figure objects
-  collect.py      run a student and a teacher over a test loader (logits, pooled features)
+  inference.py    run a student and a teacher over a test loader (logits, pooled features)
+  markdown.py     analysis.md: the numbers behind the figures
   analyze.py      tools/analyze.py's pipeline: checkpoint -> PNGs + analysis.md
 """

@@ -23,11 +23,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..config import load_cfg
-from ..engine.checkpoint import extract_state_dict, extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_state_dict, extract_student_state_dict, load_weights
 from ..errors import CheckpointError, ConfigError
-from . import metrics, plots
-from .collect import collect_outputs
-from .summary import write_summary
+from . import comparison, plots
+from .inference import collect_outputs
+from .markdown import write_summary
 
 TSNE_SAMPLES = 2000  # t-SNE is quadratic in the points; a stratum of the test set shows the structure
 TSNE_MISSING = "t-SNE skipped: scikit-learn is not installed; install it with: pip install scikit-learn"
@@ -48,9 +48,9 @@ class Analysis:
     features: Dict[str, Optional[np.ndarray]]
     top1: Dict[str, float] = field(default_factory=dict)
     per_class: Dict[str, np.ndarray] = field(default_factory=dict)
-    reliability: Dict[str, metrics.Reliability] = field(default_factory=dict)
+    reliability: Dict[str, comparison.Reliability] = field(default_factory=dict)
     gap: Optional[np.ndarray] = None
-    rescued: List[metrics.RescuedPair] = field(default_factory=list)
+    rescued: List[comparison.RescuedPair] = field(default_factory=list)
     disagreement: tuple = (0, 0)  # (teacher wrong & student right, teacher right & student wrong)
     swap_last: Dict[str, float] = field(default_factory=dict)  # swap statistics of the run's last epoch
     files: Dict[str, str] = field(default_factory=dict)  # kind -> written path
@@ -134,7 +134,8 @@ def load_teacher_model(cfg, name, num_classes, teacher_arg, folder):
 def test_loader(cfg):
     """(test loader, class names) of cfg's dataset, with DATASET.TEST_SUBSET applied."""
     from ..data.datasets import EvalDataset
-    from ..data.loaders import TEST, build_sources, make_loader
+    from ..data.loaders import TEST, make_loader
+    from ..data.sources import build_sources
     from ..data.transforms import test_view
 
     _, test, classes, spec = build_sources(cfg)
@@ -147,13 +148,13 @@ def test_loader(cfg):
 def compute_metrics(analysis):
     a, n = analysis, len(analysis.class_names)
     for who, logits in a.logits.items():
-        a.top1[who] = metrics.accuracy(logits, a.targets)
-        a.per_class[who] = metrics.per_class_accuracy(logits, a.targets, n)
-        a.reliability[who] = metrics.reliability(logits, a.targets)
+        a.top1[who] = comparison.accuracy(logits, a.targets)
+        a.per_class[who] = comparison.per_class_accuracy(logits, a.targets, n)
+        a.reliability[who] = comparison.reliability(logits, a.targets)
     t, s = a.logits["teacher"], a.logits["student"]
-    a.gap = metrics.logit_correlation_gap(t, s, a.targets, n)
-    a.rescued = metrics.rescued_pairs(t, s, a.targets)
-    a.disagreement = metrics.disagreement_counts(t, s, a.targets)
+    a.gap = comparison.logit_correlation_gap(t, s, a.targets, n)
+    a.rescued = comparison.rescued_pairs(t, s, a.targets)
+    a.disagreement = comparison.disagreement_counts(t, s, a.targets)
     return a
 
 
@@ -180,7 +181,7 @@ def tsne_embeddings(features, targets, samples=TSNE_SAMPLES, seed=0):
 def swap_series(folder):
     """(rates, ranks, last) from the run's worklog: rates and ranks {name: [(epoch, value)]}, last
     {name: value} of the last epoch logged (a rank is missing in an epoch without swapped rows)."""
-    from ..benchmark.worklog import read_worklog
+    from ..engine.worklog import read_worklog
 
     log = read_worklog(os.path.join(folder, "worklog.txt"))
     keys = sorted({k for e in log.epochs for k in e if k.startswith("swap.")})

@@ -10,7 +10,7 @@ import importlib
 import numpy as np
 
 from ..errors import UserError
-from .metrics import off_diagonal
+from .comparison import off_diagonal
 
 CORRELATION_VMAX = 3.0  # mdistiller's notebook fixes the colour scale so that methods compare
 MAX_TICK_LABELS = 30  # above this many classes, axes show indices, not names

@@ -2,7 +2,7 @@
 
 A run folder is what tools/train.py (or mdistiller) leaves in <LOG.PREFIX>/<PROJECT>/<NAME>/.
 Where each number comes from:
-  accuracies, epochs, curve   worklog.txt (mdistiller's format; see worklog.py)
+  accuracies, epochs, curve   worklog.txt (mdistiller's format; see engine/worklog.py)
   images/s                    the per-epoch `throughput` scalars in train.events (this trainer)
   train wall time             run.json, written by the benchmark runner around the training call
   parameter counts            student_best (student) and best/latest (the distiller's `teacher.`)
@@ -22,10 +22,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+from ..engine.events import read_scalars
 from ..engine.run_folder import read_config
-from .events import read_scalars
+from ..engine.worklog import read_worklog
 from .spec import method_label, pair_label
-from .worklog import read_worklog
 
 RUN_JSON = "run.json"
 RUN_MARKERS = ("worklog.txt", "config.yaml", RUN_JSON, "latest", "best", "student_latest", "student_best",
@@ -96,8 +96,8 @@ def count_parameters(state_dict, prefix=""):
 
 def _first_state_dict(folder, names):
     """The state dict in the first readable checkpoint among `names`, or None."""
-    from ..engine.checkpoint import extract_state_dict, load_checkpoint
     from ..errors import CheckpointError
+    from ..runtime.checkpoint_io import extract_state_dict, load_checkpoint
 
     for name in names:
         path = os.path.join(folder, name)

@@ -18,7 +18,7 @@ from typing import List
 from ..engine.run_lock import describe, holder_alive, read_lock
 from ..errors import UserError
 from .collect import read_run_json
-from .paired import member_action, paired_groups, run_group
+from .paired_runs import member_action, paired_groups, run_group
 from .runner import decide, run_one
 from .spec import TEACHER_ROLE, Run, plan_runs
 
@@ -123,22 +123,3 @@ def format_state(s):
     extra = f" ({s.detail})" if s.detail else ""
     log = f" log: {s.log}" if s.log and s.state != "done" else ""
     return f"{s.state:<11} {s.run.method} | {s.run.pair} | seed {s.run.seed}{job}{extra}{log}"
-
-
-def launch_matrix(matrix, paired=False, launcher="local", jobs=1, slurm=None, wait=True, say=print,
-                  overwrite=False):
-    """Train the matrix with the chosen launcher: (runs, counts, [(run, message)] of failures).
-    `--jobs 1` locally is the in-process runner (runner.py / paired.py). `overwrite`: a run
-    trained with another config has its outputs moved aside and starts over (else it is refused)."""
-    if launcher == "slurm":
-        from .launch_slurm import run_slurm
-
-        return run_slurm(matrix, paired, slurm, wait, say, overwrite)
-    if jobs > 1:
-        from .launch_local import run_local
-
-        return run_local(matrix, paired, jobs, say, overwrite)
-    from .paired import run_paired_matrix
-    from .runner import run_matrix
-
-    return (run_paired_matrix if paired else run_matrix)(matrix, say=say, overwrite=overwrite)

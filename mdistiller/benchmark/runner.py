@@ -25,7 +25,7 @@ from ..engine.run_lock import claimed, describe, lock_path
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
-from .worklog import read_worklog
+from ..engine.worklog import read_worklog
 
 
 def decide(run, cfg, overwrite=False):

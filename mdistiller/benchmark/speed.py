@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..analysis.stat_sums import stat_sources
 from ..data.datasets import ArraySource, TrainDataset
 from ..data.fast.bench import images_per_second, two_view_throughput
 from ..data.fast.loader import FastTrainLoader, images_to_tensor
@@ -29,6 +28,7 @@ from ..distillers.losses import kd_loss, swap_logits
 from ..engine.device import autocast, compile_networks, prepare_model, speed_settings, to_device
 from ..engine.graph_step import WARMUP_STEPS, GraphedStep, check_cuda_graph
 from ..engine.optim import build_optimizer
+from ..engine.stat_sums import stat_sources
 from ..distillers.shapes import input_size_for
 from ..models import create_model, model_settings
 

@@ -112,8 +112,8 @@ def main(argv=None):
     try:
         import torch
 
-        from ..benchmark.paired import format_speed, time_paired_vs_solo
-        from ..data.loaders import build_sources
+        from ..benchmark.paired_runs import format_speed, time_paired_vs_solo
+        from ..data.sources import build_sources
         from ..engine.build import train_paired
         from ..engine.device import resolve_device
 

@@ -9,7 +9,7 @@
     # tables only, from folders already there (also mdistiller's own output folders)
     python tools/benchmark.py --report-only --runs-dir output/cifar100_baselines
     # paired: each (pair, seed)'s students train together on one data stream, one teacher pass
-    # per batch (mdistiller/benchmark/paired.py); adds paired.md/json: method minus baseline per seed
+    # per batch (mdistiller/benchmark/paired_runs.py); adds paired.md/json: method minus baseline per seed
     python tools/benchmark.py --methods NONE KD DKD SLD --pairs res32x4_res8x4 --seeds 0 1 2 --paired
     # reproduction report: the papers' published numbers beside ours (paper.md; mdistiller/benchmark/paper.py)
     python tools/benchmark.py --report-only --paper --methods KD DKD MLKD SLD --pairs res32x4_res8x4 --seeds 0 1 2
@@ -170,7 +170,7 @@ def report(results, out_dir, methods=None, pairs=None, chart=True):
 
 
 def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
-    from ..benchmark.paired import paired_table, write_paired_report
+    from ..benchmark.paired_runs import paired_table, write_paired_report
 
     diffs, paths = write_paired_report(results, out_dir, baseline, methods, pairs)
     print()
@@ -218,8 +218,8 @@ def main(argv=None):
                 paper_report(results, args.out or args.runs_dir[0])
             return 0
         from ..benchmark import collect_matrix, run_matrix
-        from ..benchmark.launch import launch_matrix
-        from ..benchmark.paired import run_paired_matrix
+        from ..benchmark.dispatch import launch_matrix
+        from ..benchmark.paired_runs import run_paired_matrix
         from ..benchmark.spec import plan_runs
 
         matrix = build_matrix(args)

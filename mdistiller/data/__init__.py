@@ -8,7 +8,8 @@ Entry point: `build_loaders(cfg, views, with_index=False, rank=0, world_size=1)`
 """
 from .cifar100 import load_cifar100_arrays
 from .datasets import stratified_subset
-from .loaders import build_loaders, build_sources, select_views
+from .loaders import build_loaders
 from .randaugment import OPS
+from .sources import build_sources
 
-__all__ = ["build_loaders", "build_sources", "select_views", "load_cifar100_arrays", "stratified_subset", "OPS"]
+__all__ = ["build_loaders", "build_sources", "load_cifar100_arrays", "stratified_subset", "OPS"]

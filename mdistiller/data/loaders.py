@@ -6,8 +6,6 @@ worker's `random`, numpy and torch generators distinct seeds derived from that b
 augmentations of a run repeat exactly for a given SEED, number of workers and world size.
 With NUM_WORKERS 0 the augmentations use the main process's generators (seeded by the trainer).
 """
-import importlib
-import logging
 import math
 import random
 
@@ -16,60 +14,17 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..errors import ConfigError
-from . import cifar100, demo, imagefolder, imagenet, tiny_imagenet
-from .datasets import ContrastSampler, EvalDataset, TrainDataset, stratified_subset
+from .datasets import ContrastSampler, EvalDataset, TrainDataset
+from .fast import build_fast_loaders
+from .sources import TEST, TRAIN, build_sources
 from .transforms import test_view, train_views
-
-BUILDERS = {
-    "cifar100": cifar100.build,
-    "imagenet": imagenet.build,
-    "tiny_imagenet": tiny_imagenet.build,
-    "imagefolder": imagefolder.build,
-    "demo": demo.build,  # digits bundled in an installed package (demo.py)
-}
-log = logging.getLogger(__name__)
-TRAIN, TEST = 0, 1  # roles: keep the train and test streams (generators, subsets) apart
-
-
-def select_views(cfg, supported):
-    """Views per image (1 = weak, 2 = weak + strong) for a distiller whose `views` attribute is
-    `supported`: SOLVER.TRAINER "ours" asks for two, otherwise the distiller's smallest need."""
-    if cfg.SOLVER.TRAINER == "ours":
-        if 2 not in supported:
-            raise ConfigError(f"config key SOLVER.TRAINER is 'ours' (weak + strong views) but distiller "
-                              f"{cfg.DISTILLER.TYPE} takes one view; use SOLVER.TRAINER base")
-        return 2
-    return min(supported)
-
-
-def _subset(source, wanted, seed, role):
-    """DATASET.TRAIN/TEST_SUBSET applied; a subset as large as the data is all of it (said once)."""
-    if not wanted:
-        return source
-    split = ("train", "test")[role]
-    if wanted >= len(source.labels):
-        log.warning("warning: DATASET.%s_SUBSET %d is not smaller than the %d %s images; using all of them",
-                    split.upper(), wanted, len(source.labels), split)
-        return source
-    return source.subset(stratified_subset(source.labels, wanted, seed, role))
-
-
-def build_sources(cfg):
-    """(train source, test source, classes, view spec), with DATASET.TRAIN/TEST_SUBSET applied."""
-    d = cfg.DATASET
-    if d.TYPE not in BUILDERS:
-        raise ConfigError(f"config key DATASET.TYPE is {d.TYPE!r}, which this installation cannot load; "
-                          f"choose one of {', '.join(BUILDERS)}")
-    train, test, classes, spec = BUILDERS[d.TYPE](cfg)
-    train = _subset(train, d.TRAIN_SUBSET, cfg.SEED, TRAIN)
-    test = _subset(test, d.TEST_SUBSET, cfg.SEED, TEST)
-    return train, test, classes, spec
 
 
 def build_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=None):
     """(train_loader, test_loader, num_data, num_classes).
 
-    views: 1 (batches carry "image") or 2 ("image_weak" + "image_strong"); see `select_views`.
+    views: 1 (batches carry "image") or 2 ("image_weak" + "image_strong"); the distiller decides
+    (`mdistiller.distillers.input_views`).
     with_index: CRD's variant, adding "contrastive_index" ([positive, CRD.NCE.K negatives], CRD.MODE).
     Every train batch also carries "target" and "index" (position in the training set); test
     batches are (image, target). With world_size > 1 each rank gets a DistributedSampler shard
@@ -79,8 +34,11 @@ def build_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=Non
     """
     if views not in (1, 2):
         raise ValueError(f"views must be 1 or 2, got {views!r}")
-    if cfg.DATASET.LOADER == "fast":
-        return _fast_loaders(cfg, views, with_index, rank, world_size, device)
+    return LOADERS[cfg.DATASET.LOADER](cfg, views, with_index, rank, world_size, device)
+
+
+def build_pil_loaders(cfg, views, with_index=False, rank=0, world_size=1, device=None):
+    """`DATASET.LOADER: pil` — torchvision-style DataLoaders over PIL images (`build_loaders`)."""
     if cfg.SOLVER.BATCH_SIZE % world_size:
         raise ConfigError(f"config key SOLVER.BATCH_SIZE is {cfg.SOLVER.BATCH_SIZE}, which {world_size} processes "
                           f"cannot share evenly; use a multiple of {world_size}")
@@ -142,12 +100,5 @@ def _pin_memory(cfg, device):
     return cfg.DEVICE != "cpu" and torch.cuda.is_available()
 
 
-def _fast_loaders(cfg, views, with_index, rank, world_size, device):
-    try:
-        fast = importlib.import_module("mdistiller.data.fast")
-    except ModuleNotFoundError as err:
-        if err.name != "mdistiller.data.fast":
-            raise
-        raise ConfigError("config key DATASET.LOADER is 'fast' but this installation has no mdistiller.data.fast; "
-                          "use DATASET.LOADER pil") from None
-    return fast.build_fast_loaders(cfg, views, with_index, rank, world_size, device)
+# DATASET.LOADER -> builder(cfg, views, with_index, rank, world_size, device)
+LOADERS = {"pil": build_pil_loaders, "fast": build_fast_loaders}

@@ -1,4 +1,8 @@
-"""Distillers: mdistiller's `distiller_dict[NAME](student, teacher, cfg)` and friends."""
+"""Distillers: mdistiller's `distiller_dict[NAME](student, teacher, cfg)` and friends.
+
+What a configured distiller needs from the data (views, sample indices) is decided in
+inputs.py (`input_views`, `needs_index`); the engine builds the loaders from it.
+"""
 from .base import Distiller, WeakViewOnly, collect_views, is_legacy, split_outputs
 from .registry import distiller_dict, get_distiller_class, register
 
@@ -24,3 +28,4 @@ from .crd import CRD
 from .reviewkd import ReviewKD  # REVIEWKD
 from .stack import Stack
 from .build import build_distiller, check_distiller_cfg, teacher_required
+from .inputs import distiller_classes, input_views, needs_index

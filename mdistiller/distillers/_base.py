@@ -5,8 +5,8 @@ starts with `from ._base import Distiller`; it gets these classes, which behave 
   * `Distiller.get_learnable_parameters()` is the student's parameters only (plug-ins add their
     own modules' parameters, as mdistiller's FitNet or CRD do), `get_extra_parameters()` is 0;
   * `Vanilla(student)` trains the student with cross-entropy and names its term "ce".
-Everything else (teacher kept in eval mode, the forward contract, the keyword arguments each
-SOLVER.TRAINER passes to `forward_train`) is our base class's, see base.py.
+Everything else (teacher kept in eval mode, the forward contract, the keyword arguments
+`forward_train` gets for DATASET.VIEWS / DATASET.INDICES) is our base class's, see base.py.
 """
 import torch.nn.functional as F
 

@@ -141,7 +141,7 @@ class Distiller(nn.Module):
         views = collect_views(image, image_weak, image_strong)
         if len(views) not in self.views:
             raise ValueError(f"{type(self).__name__} needs {self.views} view(s) but got {len(views)}; "
-                             "set SOLVER.TRAINER to 'ours' for two views or 'base' for one")
+                             "set DATASET.VIEWS auto (or 2 for two views, 1 for one)")
         if teacher_outs is None:
             teacher_outs = self.run_teacher(views)
         else:

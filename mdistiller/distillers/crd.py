@@ -69,7 +69,7 @@ class CRD(FeatureDistiller):
     own sample's teacher embedding and low with K other samples' (from the memory bank).
 
     Needs the data pipeline's CRD variant: each batch carries `index` (B,) and `contrastive_index`
-    (B, K + 1) whose column 0 is the sample's own index (SOLVER.TRAINER "crd"). Constructor:
+    (B, K + 1) whose column 0 is the sample's own index (DATASET.INDICES). Constructor:
     `CRD(student, teacher, cfg, num_data)` as in mdistiller (num_data = training-set size)."""
 
     weight_keys = ("CRD.LOSS.CE_WEIGHT", "CRD.LOSS.FEAT_WEIGHT")
@@ -102,7 +102,7 @@ class CRD(FeatureDistiller):
 
     def feature_loss(self, feats_s, feats_t, index=None, contrastive_index=None, **kwargs):
         if index is None or contrastive_index is None:
-            raise ConfigError("CRD needs index and contrastive_index in every batch; set SOLVER.TRAINER to crd")
+            raise ConfigError("CRD needs index and contrastive_index in every batch; set DATASET.INDICES auto (or True)")
         v_s = self.embed_s(feats_s["pooled_feat"])
         v_t = self.embed_t(feats_t["pooled_feat"])
         out_s, out_t = self.contrast(v_s, v_t, index, contrastive_index)

@@ -21,14 +21,14 @@ and the student swaps; the swap statistics keep describing the official swap.
 Loss terms: "loss_ce", "loss_ts", "loss_ss" (zero until epoch > GAMMA; absent when
 STUDENT_SWAP is off). The prediction returned for train accuracy is the weak-view student's.
 
-Statistics (logged every epoch, not optimised; `analysis/swap_stats.py`): the teacher's swap
+Statistics (logged every epoch, not optimised; `distillers/swap_stats.py`): the teacher's swap
 rate and target rank per view and its per-class error, and with STUDENT_SWAP the same rates for
 the pseudo-teacher swap(z_s), also before GAMMA (what the swap would do once switched on).
 """
 import torch
 import torch.nn.functional as F
 
-from ..analysis.swap_stats import swap_statistics, teacher_statistics
+from .swap_stats import swap_statistics, teacher_statistics
 from .base import Distiller
 from .cfg_checks import check_bool, check_choice, check_int, check_non_negative, check_temperatures
 from .logit_stand import logit_transform
@@ -41,6 +41,7 @@ class SLD(Distiller):
     """Swapped logit distillation with prediction augmentation and loss scheduling."""
 
     views = (1, 2)
+    default_views = 2  # DATASET.VIEWS auto: weak + strong, as the SLD authors train it (SOLVER.TRAINER ours)
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
@@ -82,7 +83,7 @@ class SLD(Distiller):
             "loss_ce": self.ce_loss_weight * sum(F.cross_entropy(logits, target) for logits, _ in student_outs),
             "loss_ts": per_target[0],
         }
-        self.last_stats = teacher_statistics(raw_teacher, target)  # side channel: analysis/stat_sums.py
+        self.last_stats = teacher_statistics(raw_teacher, target)  # side channel: engine/stat_sums.py
         if self.student_swap:
             self.last_stats.update(swap_statistics(raw_student, target, "student"))
             losses["loss_ss"] = per_target[1] if len(targets) > 1 else per_target.new_zeros(())

@@ -6,10 +6,10 @@ before that distiller's losses see them. The registered variants serve ablations
 is KD towards the swapped teacher, DKD_SWAP decouples the swapped teacher instead. (The SLD
 authors' own "KD" file matches KD_SWAP only up to epoch 150: it then adds a student-swap term,
 at a hard-coded epoch and with a fixed KD weight of 4.0; that file is not reproduced here.)
-Like SLD, they report the teacher's swap statistics (`analysis/swap_stats.py`) every step, and
+Like SLD, they report the teacher's swap statistics (`distillers/swap_stats.py`) every step, and
 swap as `SLD.SWAP_MODE` says ("max", the official exchange, or our "rotate").
 """
-from ..analysis.swap_stats import teacher_statistics
+from .swap_stats import teacher_statistics
 from .dkd import DKD
 from .kd import KD
 from .cfg_checks import check_choice

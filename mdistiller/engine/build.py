@@ -8,10 +8,10 @@ one teacher pass per batch (engine/paired.py), each built exactly as its solo ru
 """
 import os
 
-from ..distillers import build_distiller, check_distiller_cfg, get_distiller_class, teacher_required
-from ..distillers.base import Distiller
+from ..distillers import build_distiller, check_distiller_cfg, teacher_required
+from ..distillers.inputs import input_views, needs_index, teacher_train_key
 from ..errors import CheckpointError, ConfigError
-from .checkpoint import extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
 from .device import configure_backends, describe_speed_settings, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
@@ -22,49 +22,9 @@ from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .trainer import StudentRun, Trainer, stopped_reason
 
 
-def declared_views(cls):
-    """The view counts a distiller class accepts, or None when it does not say: an mdistiller
-    plug-in that overrides `forward_train` and inherits the base default takes whatever its
-    SOLVER.TRAINER gives it, as in mdistiller."""
-    if not isinstance(cls, type) or not issubclass(cls, Distiller):
-        return tuple(cls.views) if hasattr(cls, "views") else None
-    for klass in cls.__mro__:
-        if klass is Distiller:
-            break
-        if "views" in vars(klass):
-            return tuple(klass.views)
-    overrides = any("forward_train" in vars(k) for k in cls.__mro__[:cls.__mro__.index(Distiller)])
-    return None if overrides else tuple(Distiller.views)
-
-
-def distiller_classes(cfg):
-    """The configured distiller class and the classes of DISTILLER.STACK."""
-    return [get_distiller_class(cfg.DISTILLER.TYPE)] + [get_distiller_class(n, key="DISTILLER.STACK")
-                                                         for n in cfg.DISTILLER.STACK]
-
-
-def input_views(cfg):
-    """Views per training image: 2 when SOLVER.TRAINER is "ours" or the distiller only takes
-    two, else 1. ConfigError when the trainer gives what the distiller cannot take."""
-    from ..data import select_views
-
-    supported = {1, 2}
-    for cls in distiller_classes(cfg):
-        supported &= set(declared_views(cls) or (1, 2))
-    if not supported:
-        raise ConfigError(f"DISTILLER.TYPE {cfg.DISTILLER.TYPE} and DISTILLER.STACK {list(cfg.DISTILLER.STACK)} "
-                          "accept no common number of views; they cannot be combined")
-    return select_views(cfg, tuple(sorted(supported)))
-
-
-def teacher_train_key(cfg):
-    """The config key that makes the configured distiller run its teacher in train mode, or None."""
-    return getattr(get_distiller_class(cfg.DISTILLER.TYPE), "teacher_train_key", lambda _: None)(cfg)
-
-
-def needs_index(cfg):
-    """Whether batches carry sample/contrast indices: SOLVER.TRAINER "crd" or a CRD-like distiller."""
-    return cfg.SOLVER.TRAINER == "crd" or any(getattr(c, "needs_index", False) for c in distiller_classes(cfg))
+def describe_inputs(cfg):
+    """'views 2 | indices False | update sgd': what the run's batches carry and how it updates."""
+    return f"views {input_views(cfg)} | indices {needs_index(cfg)} | update {cfg.SOLVER.UPDATE}"
 
 
 def build_models(cfg, num_classes):
@@ -119,8 +79,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     try:
         seed_everything(cfg.SEED)  # identical model initialisation on every rank
         run, train_loader, test_loader = build_run(cfg, info, device)
-        say(f"output: {files.folder} | device {device} x{info.world_size} | SOLVER.TRAINER {cfg.SOLVER.TRAINER}",
-            info.is_main)
+        say(f"output: {files.folder} | device {device} x{info.world_size} | {describe_inputs(cfg)}", info.is_main)
         say(describe_speed_settings(cfg, device), info.is_main)
         trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
         best = trainer.fit(resume=resume, overwrite=overwrite)[0]

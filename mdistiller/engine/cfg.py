@@ -12,6 +12,7 @@ defaults that `config.load_cfg` (our validating loader, used by tools/train.py) 
 from ..config import get_cfg_defaults
 
 CFG = get_cfg_defaults()
+CFG.SOLVER.TRAINER = "base"  # mdistiller's default, the key of its trainer_dict (load_cfg resolves "" instead)
 
 LOG_COLOURS = {"INFO": 36, "TRAIN": 32, "EVAL": 31}  # ANSI colours of mdistiller's message kinds
 

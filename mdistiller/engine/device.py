@@ -24,7 +24,7 @@ import ctypes.util
 
 import torch
 
-from ..errors import ConfigError
+from ..runtime.devices import resolve_channels_last, resolve_device  # noqa: F401 (this module's names too)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_TEACHER_CHUNK = 64  # DISTILLER.TEACHER_CHUNK auto on a CPU (module docstring)
@@ -32,23 +32,6 @@ CPU_TEACHER_CHUNK = 64  # DISTILLER.TEACHER_CHUNK auto on a CPU (module docstrin
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 TRIM_THRESHOLD = 1 << 30  # free memory kept at the top of the heap before it is returned
 MMAP_THRESHOLD = 1 << 25  # allocations up to 32 MiB (glibc's maximum) come from the heap
-
-
-def resolve_device(name="auto", local_rank=None):
-    """`DEVICE` key -> torch.device. Under torchrun each process takes cuda:LOCAL_RANK."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "auto" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"config key DEVICE is {name!r} but CUDA is not available here; set DEVICE cpu or auto")
-    if local_rank is not None:
-        return torch.device("cuda", local_rank)
-    index = int(name[5:]) if name.startswith("cuda:") else torch.cuda.current_device()
-    if index >= torch.cuda.device_count():
-        raise ConfigError(f"config key DEVICE is {name!r} but only {torch.cuda.device_count()} CUDA "
-                          "device(s) exist; pick one of them or set DEVICE auto")
-    return torch.device("cuda", index)
 
 
 def configure_backends(device, deterministic=False):
@@ -80,15 +63,6 @@ def keep_freed_memory():
         return bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     except (OSError, AttributeError, TypeError):
         return False
-
-
-def resolve_channels_last(setting, device):
-    """SOLVER.CHANNELS_LAST -> bool (module docstring: what `auto` picks)."""
-    if setting != "auto":
-        return bool(setting)
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and torch.backends.mkldnn.is_available()
 
 
 def resolve_teacher_chunk(setting, device):

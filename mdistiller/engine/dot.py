@@ -92,22 +92,22 @@ def accumulate(state, key, grad, momentum):
 
 
 def build_dot_optimizer(cfg, params):
-    """DOT for SOLVER.TRAINER "dot": SGD only, momenta SOLVER.MOMENTUM -/+ SOLVER.DOT.DELTA.
+    """DOT for SOLVER.UPDATE "dot": SGD only, momenta SOLVER.MOMENTUM -/+ SOLVER.DOT.DELTA.
     Signature of the trainer's `TRAINER_OPTIMIZERS` entries."""
     s = cfg.SOLVER
     if s.TYPE != "SGD":
-        raise ConfigError(f"config key SOLVER.TYPE is {s.TYPE!r}; SOLVER.TRAINER dot is an SGD variant: "
+        raise ConfigError(f"config key SOLVER.TYPE is {s.TYPE!r}; SOLVER.UPDATE dot is an SGD variant: "
                           "set SOLVER.TYPE to SGD")
     if s.NESTEROV:
-        raise ConfigError("config key SOLVER.NESTEROV is true; SOLVER.TRAINER dot uses plain momentum: set it to false")
+        raise ConfigError("config key SOLVER.NESTEROV is true; SOLVER.UPDATE dot uses plain momentum: set it to false")
     if s.AMP == "fp16":
-        raise ConfigError("config key SOLVER.AMP is fp16; SOLVER.TRAINER dot back-propagates twice per step, "
+        raise ConfigError("config key SOLVER.AMP is fp16; SOLVER.UPDATE dot back-propagates twice per step, "
                           "which one fp16 gradient scaler cannot follow: use bf16 or none")
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         # DDP synchronises gradients once per backward and expects one backward per forward
-        raise ConfigError("config key SOLVER.TRAINER is dot, which runs on one process only; "
-                          "train with one GPU or pick another trainer")
+        raise ConfigError("config key SOLVER.UPDATE is dot, which runs on one process only; "
+                          "train with one GPU or set SOLVER.UPDATE sgd")
     delta = s.DOT.DELTA
     if not (0 <= delta <= s.MOMENTUM and s.MOMENTUM + delta < 1):
         raise ConfigError(f"config key SOLVER.DOT.DELTA is {delta}; with SOLVER.MOMENTUM {s.MOMENTUM} both "

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from .checkpoint import extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
 from .device import autocast, configure_backends, prepare_model, resolve_channels_last, resolve_device, to_device
 from .distributed import DistInfo
 from .metrics import RunningSums, correct_counts

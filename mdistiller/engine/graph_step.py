@@ -29,7 +29,7 @@ import contextlib
 
 import torch
 
-from ..analysis.stat_sums import collect_stats
+from .stat_sums import collect_stats
 from ..errors import ConfigError
 from .device import AMP_DTYPES
 from .objective import total_loss
@@ -46,7 +46,7 @@ def check_cuda_graph(cfg, device, world_size=1):
         (world_size > 1, "the run has several processes; train with one (python, not torchrun)"),
         (s.TYPE != "SGD", f"SOLVER.TYPE is {s.TYPE}; use SGD"),
         (s.AMP == "fp16", "SOLVER.AMP fp16's loss scaler reads the GPU from the host; use bf16 or none"),
-        (s.TRAINER == "dot", "SOLVER.TRAINER dot updates in two passes; use another trainer"),
+        (s.UPDATE == "dot", "SOLVER.UPDATE dot updates in two passes; use SOLVER.UPDATE sgd"),
         (s.COMPILE, "SOLVER.COMPILE is on; use one of the two"),
     ]
     for bad, fix in problems:

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules.
 
 `build_optimizer(cfg, params)` is the one place optimizers are made. A trainer variant that
-needs its own optimizer has a builder in `TRAINER_OPTIMIZERS[trainer_name]` (DOT: "dot").
+needs its own optimizer has a builder in `TRAINER_OPTIMIZERS[SOLVER.UPDATE]` (DOT: "dot").
 
 Schedule (`lr_at`): epochs count from 1, as in mdistiller.
   step   LR * LR_DECAY_RATE ** (number of LR_DECAY_STAGES < epoch), constant within an epoch —
@@ -35,7 +35,7 @@ def _adamw(cfg, params):
 
 
 OPTIMIZERS = {"SGD": _sgd, "Adam": _adam, "AdamW": _adamw}
-# SOLVER.TRAINER name -> builder(cfg, params), for trainers with their own optimizer
+# SOLVER.UPDATE name -> builder(cfg, params), for trainers with their own optimizer
 TRAINER_OPTIMIZERS = {"dot": build_dot_optimizer}
 
 
@@ -47,7 +47,7 @@ def build_optimizer(cfg, params):
     if not params:
         raise ConfigError(f"distiller {cfg.DISTILLER.TYPE} has no learnable parameters; "
                           "check DISTILLER.STUDENT")
-    build = TRAINER_OPTIMIZERS.get(cfg.SOLVER.TRAINER, OPTIMIZERS[cfg.SOLVER.TYPE])
+    build = TRAINER_OPTIMIZERS.get(cfg.SOLVER.UPDATE, OPTIMIZERS[cfg.SOLVER.TYPE])
     return build(cfg, params)
 
 

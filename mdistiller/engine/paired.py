@@ -14,7 +14,7 @@ The step is engine/step.py's `train_step`, with `SharedTeacherStep` as its `shar
      are engine/run_group.py's.
 
 Views (the union rule): the group's loader carries two views (weak + strong) when any run's
-solo config would get two (`engine.build.input_views`); every run gets as many views as its
+solo config would get two (`distillers.input_views`); every run gets as many views as its
 solo run would, and a one-view run of a two-view group gets the weak view (the one-view
 pipeline's augmentation), as the `image` its distiller expects.
 
@@ -54,10 +54,11 @@ from .step import train_step
 VIEW_KEYS = ("image", "image_weak", "image_strong")
 # Config keys every run of a group shares: they decide the data stream, the loop and the
 # teacher pass. Keys a run may set for itself: its distiller, student, SOLVER.LR and schedule,
-# optimizer, SOLVER.TRAINER, EXPERIMENT.*, LOG.* (the first config's LOG.QUIET and
+# optimizer, SOLVER.UPDATE, DATASET.VIEWS/INDICES, EXPERIMENT.*, LOG.* (the first config's LOG.QUIET and
 # LOG.TENSORBOARD_FREQ drive the shared loop).
 SHARED_KEYS = ("SEED", "DEVICE", "DETERMINISTIC", "DATASET", "SOLVER.BATCH_SIZE", "SOLVER.EPOCHS", "SOLVER.AMP",
                "SOLVER.CHANNELS_LAST")
+PER_RUN_KEYS = ("DATASET.VIEWS", "DATASET.INDICES")  # the group's loader carries the union (module docstring)
 TEACHER_KEYS = ("DISTILLER.TEACHER",)  # among runs that use a teacher (weights are compared when built)
 INDEX_KEYS = ("CRD.NCE.K", "CRD.MODE")  # among runs whose batches carry contrast indices (one sampler)
 
@@ -76,7 +77,7 @@ def check_group(cfgs):
     """ConfigError unless the configs can train as one paired group (SHARED_KEYS and co. agree,
     output folders differ)."""
     from ..distillers import teacher_required
-    from .build import needs_index
+    from ..distillers.inputs import needs_index
 
     if not cfgs:
         raise ConfigError("paired training needs at least one config")
@@ -94,7 +95,7 @@ def check_group(cfgs):
         for key in keys:
             for c in members[1:]:
                 for (name, first), (_, value) in zip(leaves(members[0], key), leaves(c, key)):
-                    if value != first:
+                    if value != first and name not in PER_RUN_KEYS:
                         raise ConfigError(f"paired runs must agree on {name}: {run_name(members[0])} has {first!r} "
                                           f"but {run_name(c)} has {value!r}; set one value in every config, "
                                           "or train them separately")
@@ -147,7 +148,7 @@ class SharedTeacherStep:
 
     def __init__(self, runs, views=None, overlap=False):
         if views is None:
-            from .build import input_views  # build imports this module
+            from ..distillers.inputs import input_views
 
             views = [input_views(run.cfg) for run in runs]
         self.views = {id(run): n for run, n in zip(runs, views)}

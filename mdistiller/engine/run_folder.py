@@ -18,9 +18,9 @@ import re
 
 import yaml
 
-from ..config import dump_cfg, get_cfg_defaults, run_name
-from ..errors import UserError
-from .output import writing
+from ..config import TRAINER_ALIASES, dump_cfg, get_cfg_defaults, run_name
+from ..errors import ConfigError, UserError
+from ..runtime.safe_write import writing
 
 _CHECKPOINT = re.compile(r"^(latest|best|epoch_\d+|student_(latest|best|\d+))$")
 FIRST_EPOCH_FILES = {"best", "student_best", "epoch_1", "student_1", "student_latest"}
@@ -85,7 +85,7 @@ class RunFiles:
             return False
         if "best" not in names:
             return True
-        from .checkpoint import load_checkpoint  # torch: only here, so that reading folders stays light
+        from ..runtime.checkpoint_io import load_checkpoint  # torch: only here, so that reading folders stays light
 
         try:
             ckpt = load_checkpoint(self.best)
@@ -144,17 +144,38 @@ def _safe_change(key, before, now, scheduler):
 def config_changes(saved, cfg):
     """[(key, saved value, value in cfg)] where `cfg` differs from `saved` (a config.yaml as
     dicts) in a key that is not safe to change on resume. A key the saved file lacks (written
-    before the key existed) counts as its default."""
+    before the key existed) counts as its default; an old SOLVER.TRAINER counts as the keys it
+    stands for (`config.TRAINER_ALIASES`), as loading that file would resolve it."""
     now = _flat(yaml.safe_load(dump_cfg(cfg)))
     before = _flat(saved)
+    if before.get("SOLVER.TRAINER") in TRAINER_ALIASES:
+        before.update(TRAINER_ALIASES[before.pop("SOLVER.TRAINER")])
     defaults = _flat(yaml.safe_load(dump_cfg(get_cfg_defaults())))
     scheduler = now.get("SOLVER.LR_SCHEDULER")
     changed = []
     for key, value in now.items():
         old = before.get(key, defaults.get(key))
-        if old != value and not _safe_change(key, old, value, scheduler):
+        if old != value and not _safe_change(key, old, value, scheduler) and not _same_input(cfg, key, old):
             changed.append((key, old, value))
     return changed
+
+
+def _same_input(cfg, key, old):
+    """Whether DATASET.VIEWS / INDICES `old` give `cfg`'s distiller the batches its own value
+    gives (e.g. `fewest`, from an old SOLVER.TRAINER base, and `auto` both give KD one view)."""
+    from ..distillers.inputs import input_views, needs_index  # the registry: only when these keys differ
+
+    resolve = {"DATASET.VIEWS": input_views, "DATASET.INDICES": needs_index}.get(key)
+    if resolve is None:
+        return False
+    saved = cfg.clone()
+    saved.defrost()
+    section, name = key.rsplit(".", 1)
+    saved[section][name] = old
+    try:
+        return resolve(saved) == resolve(cfg)
+    except ConfigError:
+        return False
 
 
 def describe_changes(changes, limit=3):

@@ -41,7 +41,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..analysis.stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
+from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from ..config import dump_cfg
 from ..errors import CheckpointError, NonFiniteLossError, UserError
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
@@ -53,13 +53,14 @@ from .graph_step import GraphedStep, check_cuda_graph
 from .metrics import RunningSums
 from .objective import total_loss
 from .optim import build_optimizer, lr_at, set_lr
-from .output import write_text_atomic, writing
+from ..runtime.safe_write import write_text_atomic, writing
 from .progress import Bar, epoch_summary, say
 from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
 from .run_group import run_rules, stopped_reason
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .events import EventLog
 from .step import train_step
-from .worklog import EventLog, append_best, append_epoch, trim_worklog
+from .worklog import append_best, append_epoch, trim_worklog
 
 RESUME_WAY_OUT = "resume from an intact copy (e.g. an epoch_N file copied over latest) or start over with --overwrite"
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
@@ -81,7 +82,7 @@ def backward_step(run, losses):
     return loss
 
 
-# SOLVER.TRAINER name -> update(run, losses) -> total loss, for trainers whose update is not one
+# SOLVER.UPDATE name -> update(run, losses) -> total loss, for trainers whose update is not one
 # backward + one step (DOT back-propagates its two losses separately). Default: backward_step.
 TRAINER_UPDATES = {"dot": dot_update}
 
@@ -125,7 +126,7 @@ class StudentRun:
         self.model = wrap_ddp(distiller, device, info)
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(device, self.amp)
-        self.update = TRAINER_UPDATES.get(cfg.SOLVER.TRAINER, backward_step)
+        self.update = TRAINER_UPDATES.get(cfg.SOLVER.UPDATE, backward_step)
         self.files = RunFiles(folder)
         self.best_acc = -1.0  # mdistiller's start value
         self.events = None

@@ -2,7 +2,7 @@
 names with a colon (timm:..., torchvision:..., package.module:callable) go to external.py."""
 from ..errors import ConfigError
 from .cifar import cifar_model_dict
-from .demo import demo_model_dict
+from .demo_cnn import demo_model_dict
 from .external import build_external, is_external
 from .imagenet import imagenet_model_dict
 from .tiny_imagenet import tiny_imagenet_model_dict
@@ -19,7 +19,7 @@ _ZOO_OF_DATASET = {
 
 
 def _registry(dataset):
-    if dataset == "demo":  # the demo's small CNNs (models/demo.py), then every CIFAR architecture
+    if dataset == "demo":  # the demo's small CNNs (models/demo_cnn.py), then every CIFAR architecture
         return {**demo_model_dict, **{name: (ctor, None) for name, (ctor, _) in cifar_model_dict.items()}}
     zoo = _ZOO_OF_DATASET.get(dataset)
     if zoo is None:

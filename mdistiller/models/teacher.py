@@ -11,7 +11,7 @@ DISTILLER.TEACHER_KWARGS explicitly ask timm/torchvision to download published w
 """
 import os
 
-from ..engine.checkpoint import extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
 from ..errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from .external import downloads_weights, is_external
 from .registry import create_model, model_entry, model_settings

@@ -218,8 +218,8 @@ def build_fast_loaders(cfg, views, with_index=False, rank=0, world_size=1, devic
     and every world_size-th test sample from `rank` on.
     `with_index`: batches also carry CRD's "contrastive_index" ([positive, CRD.NCE.K negatives]).
     """
-    from ...engine.device import resolve_channels_last, resolve_device
-    from ..loaders import build_sources
+    from ...runtime.devices import resolve_channels_last, resolve_device
+    from ..sources import build_sources
 
     if cfg.DATASET.TYPE != "cifar100":
         raise ConfigError(f"config key DATASET.LOADER is 'fast', which supports DATASET.TYPE cifar100 only "

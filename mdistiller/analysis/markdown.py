@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from .metrics import ECE_BINS, off_diagonal
+from .comparison import ECE_BINS, off_diagonal
 
 TOP = 5  # classes / pairs listed per section
 FIGURE_TITLES = {

@@ -1,6 +1,6 @@
 """Writing outputs safely, without torch: a failed write (full disk, read-only folder, no
 permission) becomes one `OutputError` line naming the path (`writing`), and text files are
-replaced atomically (`write_text_atomic`). engine/checkpoint.py writes checkpoints through them.
+replaced atomically (`write_text_atomic`). runtime/checkpoint_io.py writes checkpoints through them.
 """
 import contextlib
 import errno

@@ -261,7 +261,7 @@ def same_student(folder_a, folder_b):
     """Whether two run folders' student_latest weights are bit-identical."""
     import torch
 
-    from ..engine.checkpoint import extract_state_dict, load_checkpoint
+    from ..runtime.checkpoint_io import extract_state_dict, load_checkpoint
 
     a, b = (extract_state_dict(load_checkpoint(os.path.join(f, "student_latest"))) for f in (folder_a, folder_b))
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -17,7 +17,7 @@ import math
 import torch
 
 from ..distillers.base import Distiller
-from ..engine.distributed import DistInfo, all_reduce_sum
+from .distributed import DistInfo, all_reduce_sum
 
 
 def stat_sources(distiller):

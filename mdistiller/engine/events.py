@@ -1,4 +1,5 @@
-"""Scalars from a run's tensorboard folder (`train.events/events.out.tfevents.*`).
+"""A run's tensorboard scalars (`train.events/events.out.tfevents.*`): written by `EventLog`
+(tensorboardX), read back by `read_scalars`.
 
 The trainer logs the per-epoch training throughput (`throughput`, images/s) there and nowhere
 else; mdistiller's folders carry their test accuracies there too. Event files are TFRecord
@@ -42,3 +43,22 @@ def read_scalars(folder):
         except (OSError, DecodeError):
             continue  # a damaged file only loses its own (remaining) scalars
     return scalars
+
+
+class EventLog:
+    """Tensorboard scalars in `<run>/train.events` (a folder, as in mdistiller)."""
+
+    def __init__(self, folder):
+        from tensorboardX import SummaryWriter  # only when writing: readers stay light
+
+        self.writer = SummaryWriter(folder)
+
+    def scalars(self, values, step):
+        for name, value in values.items():
+            self.writer.add_scalar(name, float(value), step)
+
+    def flush(self):
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()

@@ -13,13 +13,15 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 # Sub-package (or top-level module) -> layer; a module may import from its own layer (when no
 # cycle results) and from lower ones. `runtime` is the leaf every layer above it may use
-# (checkpoint files, safe writes, device choice).
-LAYERS = {"errors": 0, "config": 0, "runtime": 1, "models": 2, "data": 2, "distillers": 2, "engine": 3,
-          "benchmark": 4, "analysis": 4}
+# (checkpoint files, safe writes, device choice); `plugins` imports user modules for `config`;
+# `cli` holds the programs behind tools/*.py and the console scripts, on top of everything.
+LAYERS = {"errors": 0, "config": 0, "plugins": 0, "runtime": 1, "models": 2, "data": 2, "distillers": 2,
+          "engine": 3, "benchmark": 4, "analysis": 4, "cli": 5}
 # Module names that may repeat: the model zoo's architecture files keep mdistiller's names (one
-# folder per dataset), and `build` / `registry` name a role every sub-package may have.
+# folder per dataset), `cli/` names each program after its tools/*.py script, and `build` /
+# `registry` name a role every sub-package may have.
 REPEATABLE_NAMES = {"__init__", "build", "registry"}
-ZOO_FOLDERS = ("models/cifar/", "models/imagenet/", "models/tiny_imagenet/")
+NAMED_AFTER_FOLDERS = ("models/cifar/", "models/imagenet/", "models/tiny_imagenet/", "cli/")
 
 
 def module_files():
@@ -173,7 +175,7 @@ def test_module_names_are_unique():
     for module, path in module_files().items():
         rel = os.path.relpath(path, PACKAGE_DIR).replace(os.sep, "/")
         name = os.path.basename(path)[:-3]
-        if name not in REPEATABLE_NAMES and not rel.startswith(ZOO_FOLDERS):
+        if name not in REPEATABLE_NAMES and not rel.startswith(NAMED_AFTER_FOLDERS):
             by_name[name].append(module)
     repeated = {name: modules for name, modules in by_name.items() if len(modules) > 1}
     assert not repeated, f"module names used twice (rename one): {repeated}"

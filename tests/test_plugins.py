@@ -44,7 +44,7 @@ def project(tmp_path_factory):
     torch.manual_seed(0)
     torch.save({"model": create_model("resnet8", 3).state_dict()}, root / "teacher.pth")
     common = {"DEVICE": "cpu", "DATASET": {"TYPE": "imagefolder", "ROOT": str(root / "data"), "NUM_WORKERS": 0},
-              "SOLVER": {"BATCH_SIZE": 8, "EPOCHS": 1, "TRAINER": "ours"},
+              "SOLVER": {"BATCH_SIZE": 8, "EPOCHS": 1},
               "LOG": {"QUIET": True, "PREFIX": str(root / "out")},
               "DISTILLER": {"TEACHER": "resnet8", "STUDENT": "resnet8", "TEACHER_WEIGHTS": str(root / "teacher.pth")}}
     return root, common
@@ -118,7 +118,7 @@ def test_plugin_flag_stacks_the_plugin_onto_sld(project):
     assert readme.pop("PLUGINS") == ["my_kd"]
     path = write_cfg(root, "stacked", common, DISTILLER={"TYPE": readme["DISTILLER"]["TYPE"],
                                                          "STACK": readme["DISTILLER"]["STACK"]},
-                     SOLVER={"TRAINER": readme["SOLVER"]["TRAINER"]}, LOGIT_MSE=readme["LOGIT_MSE"])
+                     DATASET={"VIEWS": readme["DATASET"]["VIEWS"]}, LOGIT_MSE=readme["LOGIT_MSE"])
     done = run_tool("train", root, "--cfg", path, "SOLVER.EPOCHS", "1", "--plugin", "my_kd")
     assert done.returncode == 0, done.stderr[-3000:]
     saved = saved_cfg(root, "stacked")

@@ -15,7 +15,7 @@ from mdistiller.engine.build import train
 from mdistiller.engine.run_folder import RunFiles, check_start, config_changes
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
-from test_trainer_support import one_thread, write_colour_folder  # noqa: F401
+from helpers.tiny import write_colour_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))

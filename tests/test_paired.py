@@ -228,8 +228,11 @@ def test_group_checks(tmp_path):
         SharedTeacherStep(runs, [1, 1])
 
 
-def test_teacher_micro_batches_keep_a_paired_run_equal_to_its_solo_run(tmp_path):
-    opts = ["SOLVER.TRAINER", "ours", "DISTILLER.TEACHER_CHUNK", 12]
+# DISTILLER.TEACHER_CHUNK 12: each view of 16 rows in pieces of 12 (the CPU way); 0 (the GPU
+# setting): both views concatenated, one teacher forward per step.
+@pytest.mark.parametrize("chunk, forwards", [(12, [12, 4, 12, 4] * 8), (0, [32] * 8)])
+def test_a_paired_run_equals_its_solo_run_with_and_without_teacher_micro_batches(tmp_path, chunk, forwards):
+    opts = ["SOLVER.TRAINER", "ours", "DISTILLER.TEACHER_CHUNK", chunk]
     solo = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "solo", *opts)
     tiny_trainer(solo, views=2).fit()
     paired = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "paired", *opts)
@@ -237,7 +240,7 @@ def test_teacher_micro_batches_keep_a_paired_run_equal_to_its_solo_run(tmp_path)
     calls = count_teacher_calls(trainer)
     trainer.fit()
     assert_same_run(folder(solo), folder(paired))
-    assert calls[:4] == [12, 4, 12, 4]  # each view of 16 rows in pieces of 12
+    assert calls == forwards
 
 
 def test_with_micro_batches_a_run_beside_a_larger_group_gets_its_solo_teacher_outputs(tmp_path):
@@ -249,16 +252,3 @@ def test_with_micro_batches_a_run_beside_a_larger_group_gets_its_solo_teacher_ou
             tiny_cfg(tmp_path, "EXPERIMENT.NAME", "two", "SOLVER.TRAINER", "ours", *opts)]
     paired_trainer(cfgs, [WeakTeacherOnly, TinyKD], [2, 2]).fit()
     assert_same_run(folder(solo), folder(cfgs[0]))
-
-
-def test_without_micro_batches_the_group_runs_its_views_in_one_forward(tmp_path):
-    # DISTILLER.TEACHER_CHUNK 0 (the GPU setting): both views concatenated, one teacher forward
-    opts = ["SOLVER.TRAINER", "ours", "DISTILLER.TEACHER_CHUNK", 0]
-    solo = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "solo", *opts)
-    tiny_trainer(solo, views=2).fit()
-    paired = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "paired", *opts)
-    trainer = paired_trainer([paired], [TinyKD], [2])
-    calls = count_teacher_calls(trainer)
-    trainer.fit()
-    assert_same_run(folder(solo), folder(paired))
-    assert calls == [32] * 8

@@ -142,3 +142,14 @@ def randaugment(images, generator, table, num_ops=OPS_PER_IMAGE):
 def strong_view(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):
     """Pad-crop + flip (its own draw), then RandAugment + Cutout. uint8 in and out."""
     return randaugment(weak_view(images, generator, pad), generator, table, num_ops)
+
+
+def weak_and_strong_views(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):
+    """`(weak_view(images, generator), strong_view(images, generator, table))` with the same
+    draws in the same order, both crops made by one `ops.crop_flip` call (one padding)."""
+    n = images.shape[0]
+    weak_draws = sample_crop_flip(n, generator, images.device, pad)
+    strong_draws = sample_crop_flip(n, generator, images.device, pad)
+    with record_function("fast.crop_flip"):
+        crops = ops.crop_flip(images, *(torch.cat(pair) for pair in zip(weak_draws, strong_draws)), pad)
+    return crops[:n], randaugment(crops[n:], generator, table, num_ops)

@@ -183,9 +183,10 @@ class FastTrainLoader:
         """The uint8 views, targets and indices of samples `rows`, all at once."""
         with record_function("fast.select"):
             images = self.images.index_select(0, rows)  # much faster than images[rows] on the CPU
-        views = [augment.weak_view(images, generator)]
         if self.views == 2:
-            views.append(augment.strong_view(images, generator, self.table))
+            views = augment.weak_and_strong_views(images, generator, self.table)
+        else:
+            views = [augment.weak_view(images, generator)]
         block = dict(zip(VIEW_KEYS[self.views], views))
         block["target"] = self.targets.index_select(0, rows)
         block["index"] = rows

@@ -43,27 +43,30 @@ def _gather_padded(padded, index):
 
 
 def crop_flip(images, offsets, flips, pad):
-    """torchvision's RandomCrop(size, padding=pad) (zero fill) then a horizontal flip, per sample.
+    """torchvision's RandomCrop(size, padding=pad) (zero fill) then a horizontal flip, per sample,
+    for one or more views: (V*N, C, H, W), row v*N + i a crop of image i.
 
-    offsets: (N, 2) long, the crop's top-left corner (row, column) in the padded image, each in
-    [0, 2*pad]; flips: (N,) bool.
+    offsets: (V*N, 2) long, the crop's top-left corner (row, column) in the padded image, each in
+    [0, 2*pad]; flips: (V*N,) bool.
 
-    Copies, no per-pixel gather: in a channel of the padded image flattened row by row, a crop
-    is H consecutive padded rows starting at `row * Wp + column`, of which each row's first W
-    pixels are kept. `windows` views every such run of H * Wp pixels at once (overlapping, no
-    copy) and one index_select copies each sample's runs; flipped samples are then taken from
-    a mirrored copy (a select too, where a per-pixel `where` is slow on the CPU).
+    One copy, no per-pixel gather: the images are zero-padded in both orientations (a flipped
+    crop at column offset o is the mirrored image's crop at column 2*pad - o), `windows` views
+    every H x W window of that buffer at once (overlapping, no copy), and one index_select
+    copies each crop's channels — for every view together, so the padding is made once.
     """
     n, c, h, w = images.shape
-    hp, wp = h + 2 * pad + 1, w + 2 * pad  # one spare zero row: the last run's discarded tail
-    flat = F.pad(images, (pad, pad, pad, pad + 1)).reshape(-1)
-    run = h * wp
-    windows = flat.as_strided((flat.numel() - run + 1, run), (1, 1))
-    starts = offsets[:, 0] * wp + offsets[:, 1]  # (N,)
-    planes = torch.arange(n * c, device=images.device).view(n, c) * (hp * wp)
-    crops = windows.index_select(0, (planes + starts.view(n, 1)).view(-1)).view(n, c, h, wp)[..., :w]
-    pick = torch.arange(n, device=images.device) + n * flips.long()
-    return torch.cat([crops, crops.flip(-1)]).index_select(0, pick)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    padded = images.new_zeros(2, n, c, hp, wp)
+    padded[0, ..., pad:pad + h, pad:pad + w] = images
+    padded[1, ..., pad:pad + h, pad:pad + w] = images.flip(-1)
+    flat = padded.view(-1)
+    windows = flat.as_strided((flat.numel() - (h - 1) * wp - w + 1, h, w), (1, wp, 1))
+    m = offsets.shape[0]
+    image = torch.arange(m, device=images.device) % n
+    column = torch.where(flips, 2 * pad - offsets[:, 1], offsets[:, 1])
+    starts = (flips.long() * n + image) * (c * hp * wp) + offsets[:, 0] * wp + column  # (V*N,)
+    channels = torch.arange(0, c * hp * wp, hp * wp, device=images.device)
+    return windows.index_select(0, (starts.view(m, 1) + channels).view(-1)).view(m, c, h, w)
 
 
 def affine(images, matrices, fixed_point):

@@ -55,6 +55,7 @@ CFG.DISTILLER.STUDENT_FEATURES = []  # (new) the same for the student
 CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
 CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
 CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact): N, 0 = whole batch, auto (engine/device.py)
+CFG.DISTILLER.TEACHER_COMPILE = "auto"  # (new) torch.compile the teacher, frozen (exact): True, False, auto (engine/device.py)
 
 # Solver
 CFG.SOLVER = CN()
@@ -235,7 +236,7 @@ def _describe(value):
 
 
 # Keys whose value is "auto" or one of this type ("auto" is resolved for the device at run time).
-AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int}
+AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int, "DISTILLER.TEACHER_COMPILE": bool}
 
 
 def _coerce(default, value, key):

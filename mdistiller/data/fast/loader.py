@@ -181,7 +181,8 @@ class FastTrainLoader:
             yield batch
 
     def make_block(self, rows, generator):
-        """The uint8 views, targets and indices of samples `rows`, all at once."""
+        """The views (normalised on the CPU, `normalize_blocks`; uint8 elsewhere), targets and
+        indices of samples `rows`, all at once."""
         with ops.label("fast.select"):
             images = self.images.index_select(0, rows)  # much faster than images[rows] on the CPU
         if self.views == 2:

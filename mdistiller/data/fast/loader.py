@@ -37,7 +37,10 @@ from ...errors import ConfigError
 from . import augment, ops
 from .contrast import DeviceContrastSampler
 
-DEFAULT_BLOCK = {"cpu": 1024}  # samples augmented per call; other devices use ACCELERATOR_BLOCK
+# Samples augmented per call; other devices use ACCELERATOR_BLOCK. On the CPU 2,048: fewer Python
+# calls per sample than 1,024 (loader throughput 1.06-1.24x, 2 threads), while a block's float32
+# view (25 MB) stays below glibc's 32 MiB mmap limit (`keep_freed_memory`; 4,096 measured slower).
+DEFAULT_BLOCK = {"cpu": 2048}
 ACCELERATOR_BLOCK = 8192
 BLOCKS_AHEAD_PER_WORKER = 2  # as DataLoader's prefetch_factor
 VIEW_KEYS = {1: ("image",), 2: ("image_weak", "image_strong")}

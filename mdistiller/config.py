@@ -59,6 +59,7 @@ CFG.DISTILLER.STUDENT_FEATURES = []  # (new) the same for the student
 CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
 CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
 CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact): N, 0 = whole batch, auto (engine/device.py)
+CFG.DISTILLER.TEACHER_COMPILE = "auto"  # (new) torch.compile the teacher, frozen (exact): True, False, auto (engine/device.py)
 
 # Solver
 CFG.SOLVER = CN()
@@ -264,7 +265,7 @@ def _describe(value):
 # Keys whose value is "auto" or one of this type ("auto" is resolved at run time, for the device
 # or the distiller), and the other words some of them take.
 AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int, "DATASET.VIEWS": int,
-           "DATASET.INDICES": bool}
+           "DATASET.INDICES": bool, "DISTILLER.TEACHER_COMPILE": bool}
 WORDS = {"DATASET.VIEWS": ("auto", "fewest")}
 
 

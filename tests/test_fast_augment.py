@@ -124,3 +124,13 @@ def test_cuda_views_match_cpu_and_never_wait_for_the_host():
         augment.strong_view(cuda, torch.Generator("cuda").manual_seed(1), TABLE)
         augment.weak_view(cuda, torch.Generator("cuda").manual_seed(1))
     assert torch.equal(on_gpu.cpu(), cpu)
+
+
+def test_weak_and_strong_views_together_are_the_views_one_by_one():
+    """The loader's joint call (one padding for both crops) draws and computes exactly what
+    weak_view then strong_view do with the same generator."""
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    weak, strong = augment.weak_and_strong_views(images, generator(11), TABLE)
+    g = generator(11)
+    assert torch.equal(weak, augment.weak_view(images, g))
+    assert torch.equal(strong, augment.strong_view(images, g, TABLE))

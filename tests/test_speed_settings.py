@@ -1,5 +1,6 @@
-"""Exact speed settings (engine/device.py): SOLVER.CHANNELS_LAST and DISTILLER.TEACHER_CHUNK
-accept `auto`, resolve as documented, and change results by float rounding at most."""
+"""Exact speed settings (engine/device.py): SOLVER.CHANNELS_LAST, DISTILLER.TEACHER_CHUNK and
+DISTILLER.TEACHER_COMPILE accept `auto`, resolve as documented, and change results by float
+rounding at most."""
 import copy
 
 import pytest
@@ -9,8 +10,8 @@ from mdistiller.benchmark.speed import benchmark_settings
 from mdistiller.config import load_cfg
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers.base import concat_outputs, split_outputs, teacher_forward
-from mdistiller.engine.device import (CPU_TEACHER_CHUNK, describe_speed_settings, keep_freed_memory, prepare_model,
-                                      speed_settings)
+from mdistiller.engine.device import (CPU_TEACHER_CHUNK, TEACHER_COMPILE_MIN_EPOCHS, compile_networks, cpp_compiler,
+                                      describe_speed_settings, keep_freed_memory, prepare_model, speed_settings)
 from mdistiller.engine.optim import build_optimizer
 from mdistiller.errors import ConfigError
 from mdistiller.models import create_model
@@ -22,14 +23,17 @@ SLD = ["DISTILLER.TYPE", "SLD", "DISTILLER.STUDENT", "resnet8", "DISTILLER.TEACH
 
 def test_defaults_are_auto_and_resolve_per_device():
     cfg = load_cfg()
-    assert cfg.SOLVER.CHANNELS_LAST == "auto" and cfg.DISTILLER.TEACHER_CHUNK == "auto"
-    # documented rule: channels_last on for CPUs with oneDNN and for CUDA; CPU teacher micro-batches
+    assert cfg.SOLVER.CHANNELS_LAST == cfg.DISTILLER.TEACHER_CHUNK == cfg.DISTILLER.TEACHER_COMPILE == "auto"
+    # documented rule: channels_last on for CPUs with oneDNN and for CUDA; CPU teacher micro-batches;
+    # the default config is a long run, so a CPU with a compiler compiles the teacher
     assert speed_settings(cfg, CPU) == {"channels_last": torch.backends.mkldnn.is_available(),
-                                        "teacher_chunk": CPU_TEACHER_CHUNK}
-    assert speed_settings(cfg, CUDA) == {"channels_last": True, "teacher_chunk": 0}
-    assert speed_settings(cfg, torch.device("mps")) == {"channels_last": False, "teacher_chunk": 0}
+                                        "teacher_chunk": CPU_TEACHER_CHUNK, "teacher_compile": cpp_compiler() is not None}
+    assert speed_settings(cfg, CUDA) == {"channels_last": True, "teacher_chunk": 0, "teacher_compile": False}
+    assert speed_settings(cfg, torch.device("mps")) == {"channels_last": False, "teacher_chunk": 0,
+                                                        "teacher_compile": False}
     assert describe_speed_settings(cfg, CUDA) == ("SOLVER.CHANNELS_LAST True (auto) | "
-                                                  "DISTILLER.TEACHER_CHUNK whole batch (auto)")
+                                                  "DISTILLER.TEACHER_CHUNK whole batch (auto) | "
+                                                  "DISTILLER.TEACHER_COMPILE False (auto)")
 
 
 def test_this_cpu_has_onednn_so_auto_turns_channels_last_on():
@@ -38,13 +42,16 @@ def test_this_cpu_has_onednn_so_auto_turns_channels_last_on():
 
 
 def test_explicit_values_win_and_bad_values_get_one_line_errors():
-    cfg = load_cfg(None, ["SOLVER.CHANNELS_LAST", "False", "DISTILLER.TEACHER_CHUNK", "0"])
-    assert speed_settings(cfg, CUDA) == {"channels_last": False, "teacher_chunk": 0}
-    assert describe_speed_settings(cfg, CPU) == "SOLVER.CHANNELS_LAST False | DISTILLER.TEACHER_CHUNK whole batch"
+    cfg = load_cfg(None, ["SOLVER.CHANNELS_LAST", "False", "DISTILLER.TEACHER_CHUNK", "0",
+                          "DISTILLER.TEACHER_COMPILE", "False"])
+    assert speed_settings(cfg, CUDA) == {"channels_last": False, "teacher_chunk": 0, "teacher_compile": False}
+    assert describe_speed_settings(cfg, CPU) == ("SOLVER.CHANNELS_LAST False | DISTILLER.TEACHER_CHUNK whole batch | "
+                                                 "DISTILLER.TEACHER_COMPILE False")
     assert speed_settings(load_cfg(None, ["DISTILLER.TEACHER_CHUNK", "16"]), CUDA)["teacher_chunk"] == 16
     for key, value, message in (("SOLVER.CHANNELS_LAST", "fast", "expects auto or a bool, got str 'fast'"),
                                 ("DISTILLER.TEACHER_CHUNK", "True", "expects auto or a int, got bool True"),
-                                ("DISTILLER.TEACHER_CHUNK", "-2", "is -2; use auto, 0 or a batch size")):
+                                ("DISTILLER.TEACHER_CHUNK", "-2", "is -2; use auto, 0 or a batch size"),
+                                ("DISTILLER.TEACHER_COMPILE", "64", "expects auto or a bool, got int 64")):
         with pytest.raises(ConfigError, match=f"^config key {key} {message}") as err:
             load_cfg(None, [key, value])
         assert "\n" not in str(err.value)
@@ -53,10 +60,13 @@ def test_explicit_values_win_and_bad_values_get_one_line_errors():
 def test_benchmark_defaults_are_the_configs():
     settings, auto = benchmark_settings(load_cfg(), CPU)
     assert settings == {"amp": "none", "channels_last": torch.backends.mkldnn.is_available(), "compile_": False,
-                        "cuda_graph": False, "teacher_chunk": CPU_TEACHER_CHUNK}
-    assert auto == ["channels_last", "teacher_chunk"]
-    settings, auto = benchmark_settings(load_cfg(None, ["SOLVER.AMP", "bf16"]), CPU, channels_last=False)
+                        "cuda_graph": False, "teacher_chunk": CPU_TEACHER_CHUNK,
+                        "teacher_compile": cpp_compiler() is not None}
+    assert auto == ["channels_last", "teacher_chunk", "teacher_compile"]
+    settings, auto = benchmark_settings(load_cfg(None, ["SOLVER.AMP", "bf16"]), CPU, channels_last=False,
+                                        teacher_compile=False)
     assert settings["amp"] == "bf16" and settings["channels_last"] is False and auto == ["teacher_chunk"]
+    assert settings["teacher_compile"] is False
 
 
 def test_chunked_teacher_equals_one_call():
@@ -144,3 +154,42 @@ def test_keep_freed_memory_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc only")
     assert keep_freed_memory() is True
+
+
+def test_teacher_compile_auto_only_for_long_runs_on_a_cpu_with_a_compiler(monkeypatch):
+    """Short runs, subsets and accelerators never compile by default (the test suite trains
+    hundreds of tiny runs); True without a compiler is a one-line error, not a failed step."""
+    long_run = ["SOLVER.EPOCHS", str(TEACHER_COMPILE_MIN_EPOCHS)]
+    compiles = lambda opts, device=CPU: speed_settings(load_cfg(None, opts), device)["teacher_compile"]
+    assert compiles(long_run) is (cpp_compiler() is not None)
+    assert compiles(["SOLVER.EPOCHS", str(TEACHER_COMPILE_MIN_EPOCHS - 1)]) is False
+    assert compiles(long_run + ["DATASET.TRAIN_SUBSET", "500"]) is False
+    assert compiles(long_run, CUDA) is False
+    assert compiles(["SOLVER.EPOCHS", "1", "DISTILLER.TEACHER_COMPILE", "True"], CUDA) is True
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    assert cpp_compiler() is None and compiles(long_run) is False
+    with pytest.raises(ConfigError, match="^config key DISTILLER.TEACHER_COMPILE is True but no C[+][+] compiler") as err:
+        compiles(["DISTILLER.TEACHER_COMPILE", "True"])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_one_sld_step_with_and_without_a_frozen_compiled_teacher_agrees():
+    """DISTILLER.TEACHER_COMPILE is exact up to float rounding: same loss and student weights
+    within 1e-5 relative after one step; inductor's freezing flag stays off for other compiles."""
+    import torch._inductor.config as inductor_config
+
+    cfg = load_cfg(None, SLD)
+    torch.manual_seed(0)
+    distiller = build_distiller(cfg, create_model("resnet8", 10), create_model("resnet14", 10))
+    twin = copy.deepcopy(distiller)
+    compile_networks(twin, compile_all=False, freeze_teacher=True)
+    batch = {"image_weak": torch.randn(8, 3, 32, 32), "image_strong": torch.randn(8, 3, 32, 32),
+             "target": torch.randint(0, 10, (8,))}
+    loss_a, weights_a = sld_step(distiller, cfg, batch, channels_last=False)
+    loss_b, weights_b = sld_step(twin, cfg, batch, channels_last=False)
+    assert hasattr(twin.teacher, "_compiled_call_impl") and twin.teacher._compiled_call_impl is not None
+    assert getattr(twin.student, "_compiled_call_impl", None) is None  # the student stays eager
+    assert inductor_config.freezing is False
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=0)
+    assert_weights_close(weights_b, weights_a)

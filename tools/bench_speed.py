@@ -3,6 +3,7 @@
     python tools/bench_speed.py --cfg configs/cifar100/sld/res32x4_res8x4.yaml \
         [--root DIR_WITH_CIFAR100 | --synthetic 50000] [--device cpu|cuda] [--batches 20] \
         [--warmup 3] [--workers 2] [--threads N] [--amp bf16] [--[no-]channels-last] [--compile] \
+        [--[no-]teacher-compile] \
         [--cuda-graph] [--epoch] [--profile] [--json OUT] [KEY VALUE ...]
 
 Prints a table (two-view data pipeline images/s, train-step images/s, peak device memory,
@@ -45,6 +46,8 @@ def parse_args(argv=None):
                    help="channels_last for ours (default: SOLVER.CHANNELS_LAST, auto resolved)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile student and teacher for ours (default: SOLVER.COMPILE)")
+    p.add_argument("--teacher-compile", action=argparse.BooleanOptionalAction,
+                   help="ours: the teacher compiled with freezing (default: DISTILLER.TEACHER_COMPILE, auto resolved)")
     p.add_argument("--cuda-graph", action="store_true", default=None,
                    help="ours: one CUDA graph replay per step (default: SOLVER.CUDA_GRAPH)")
     p.add_argument("--profile", action="store_true", help="also print where the fast data pipeline spends its time")
@@ -62,7 +65,8 @@ def main(argv=None):
             raise UserError("--batches must be >= 1 and --warmup/--workers/--synthetic/--subset/--threads >= 0")
         cfg = load_cfg(args.cfg, args.opts)
         device = resolve_device(args.device)
-        settings, auto = benchmark_settings(cfg, device, args.amp, args.channels_last, args.compile, args.cuda_graph)
+        settings, auto = benchmark_settings(cfg, device, args.amp, args.channels_last, args.compile, args.cuda_graph,
+                                            args.teacher_compile)
         if settings["cuda_graph"] and (device.type != "cuda" or settings["amp"] == "fp16" or settings["compile_"]):
             raise UserError(f"--cuda-graph needs --device cuda (got {device}) and neither --amp fp16 nor --compile")
         if args.threads:

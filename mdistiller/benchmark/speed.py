@@ -8,7 +8,8 @@ Two ways to train the same SLD step are timed in one process, on the same device
              DISTILLER.TEACHER_CHUNK), every KL in one vectorised call (the distiller's own
              `forward_train`), with the config's speed settings (`benchmark_settings`: its
              defaults, `auto` resolved for the device, unless the tool's flags say otherwise):
-             AMP, channels_last, torch.compile, a CUDA graph per step (SOLVER.CUDA_GRAPH).
+             AMP, channels_last, torch.compile, a frozen compiled teacher
+             (DISTILLER.TEACHER_COMPILE), a CUDA graph per step (SOLVER.CUDA_GRAPH).
 Both do the same arithmetic (the tests check the losses are equal), so the ratio of their
 images/s is the speed-up a user gets.
 """
@@ -56,7 +57,8 @@ def reference_sld_losses(student, teacher, images, target, epoch, cfg):
     return cfg.KD.LOSS.CE_WEIGHT * ce + cfg.KD.LOSS.KD_WEIGHT * kd
 
 
-def benchmark_settings(cfg, device, amp=None, channels_last=None, compile_=None, cuda_graph=None):
+def benchmark_settings(cfg, device, amp=None, channels_last=None, compile_=None, cuda_graph=None,
+                       teacher_compile=None):
     """What `run_benchmark` runs ours with: each argument left None takes the config's value
     (`auto` resolved for `device`). Returns the keyword arguments and, under "auto", the names
     of the settings the config left to `auto`."""
@@ -65,9 +67,11 @@ def benchmark_settings(cfg, device, amp=None, channels_last=None, compile_=None,
                 "channels_last": chosen["channels_last"] if channels_last is None else channels_last,
                 "compile_": cfg.SOLVER.COMPILE if compile_ is None else compile_,
                 "cuda_graph": cfg.SOLVER.CUDA_GRAPH if cuda_graph is None else cuda_graph,
-                "teacher_chunk": chosen["teacher_chunk"]}
+                "teacher_chunk": chosen["teacher_chunk"],
+                "teacher_compile": chosen["teacher_compile"] if teacher_compile is None else teacher_compile}
     auto = [name for name, value, given in (("channels_last", cfg.SOLVER.CHANNELS_LAST, channels_last),
-                                            ("teacher_chunk", cfg.DISTILLER.TEACHER_CHUNK, None))
+                                            ("teacher_chunk", cfg.DISTILLER.TEACHER_CHUNK, None),
+                                            ("teacher_compile", cfg.DISTILLER.TEACHER_COMPILE, teacher_compile))
             if value == "auto" and given is None]
     return settings, auto
 
@@ -134,15 +138,14 @@ def reference_step_fn(cfg, images, labels, device, workers, epoch):
 
 
 def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channels_last=False, compile_=False,
-                block_size=None, cuda_graph=False, teacher_chunk=0):
+                block_size=None, cuda_graph=False, teacher_chunk=0, teacher_compile=False):
     """`block_size` None = the loader's default (what training uses). The fast loader augments a
     block of samples at once; a short timed window inside one block would leave the augmentation
     out, so the step measurement passes one batch per block (every step pays for its own views).
     `cuda_graph`: the trainer's GraphedStep (its first WARMUP_STEPS + 1 calls warm up and capture)."""
     distiller = _models(cfg, int(labels.max()) + 1, device, channels_last)
     distiller.teacher_chunk = teacher_chunk
-    if compile_:
-        compile_networks(distiller)
+    compile_networks(distiller, compile_, teacher_compile)  # compiles lazily: the untimed steps
     distiller.train()
     optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
     loader = FastTrainLoader(images_to_tensor(images, device), torch.as_tensor(labels, device=device),
@@ -169,7 +172,7 @@ def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channel
 
 def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, epoch=None,
                   amp="none", channels_last=False, compile_=False, full_epoch=False, sections=("data", "step"),
-                  cuda_graph=False, teacher_chunk=0):
+                  cuda_graph=False, teacher_chunk=0, teacher_compile=False):
     """All measurements as a dict (see tools/bench_speed.py for the printed table). ConfigError
     when `cuda_graph` cannot work with the device, `amp` or `compile_`."""
     device = torch.device(device)
@@ -178,12 +181,13 @@ def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, 
         wanted.defrost()
         wanted.SOLVER.AMP, wanted.SOLVER.COMPILE = amp, compile_
         check_cuda_graph(wanted, device)
-    untimed = max(warmup, WARMUP_STEPS + 1) if cuda_graph else max(warmup, 1)  # ours: lazy set-up, capture
+    untimed = max(warmup, WARMUP_STEPS + 1) if cuda_graph else max(warmup, 1)  # ours: lazy set-up, capture, compile
     epoch = cfg.SLD.GAMMA + 1 if epoch is None else epoch  # both SLD terms on: the costlier step
     out = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
            "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": cfg.SOLVER.BATCH_SIZE,
            "images": int(len(labels)), "workers": workers, "epoch_for_loss": epoch, "amp": amp,
            "channels_last": channels_last, "compile": compile_, "cuda_graph": cuda_graph, "teacher_chunk": teacher_chunk,
+           "teacher_compile": teacher_compile,
            "pair": f"{cfg.DISTILLER.TEACHER} -> {cfg.DISTILLER.STUDENT}", "distiller": cfg.DISTILLER.TYPE}
     if "data" in sections:
         # A whole epoch at least: the fast loader works in blocks of up to 8,192 samples, so a few
@@ -200,13 +204,16 @@ def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, 
         del ref
         _peak_reset(device)
         ours, _ = our_step_fn(cfg, images, labels, device, workers, epoch, amp, channels_last, compile_,
-                              block_size=cfg.SOLVER.BATCH_SIZE, cuda_graph=cuda_graph, teacher_chunk=teacher_chunk)
-        ours_ips = _timed_steps(ours, batches, untimed if cuda_graph else warmup, device)
+                              block_size=cfg.SOLVER.BATCH_SIZE, cuda_graph=cuda_graph, teacher_chunk=teacher_chunk,
+                              teacher_compile=teacher_compile)
+        compiles = cuda_graph or compile_ or teacher_compile  # the first call(s) capture or compile: untimed
+        ours_ips = _timed_steps(ours, batches, untimed if compiles else warmup, device)
         out["step"] = {"reference": ref_ips, "ours": ours_ips, "speedup": ours_ips / ref_ips,
                        "reference_peak_mib": ref_mem, "ours_peak_mib": _peak_mib(device)}
         if full_epoch:
             ours, ours_len = our_step_fn(cfg, images, labels, device, workers, epoch, amp, channels_last, compile_,
-                                         cuda_graph=cuda_graph, teacher_chunk=teacher_chunk)
+                                         cuda_graph=cuda_graph, teacher_chunk=teacher_chunk,
+                                         teacher_compile=teacher_compile)
             for _ in range(untimed):  # lazy initialisation (and capture), not an epoch's steady state
                 ours()
             # One whole pass over the training set with our step (no evaluation), as an epoch.
@@ -227,8 +234,8 @@ def format_table(result):
     lines = [f"device {result['device_name']} | torch {result['torch']} | {result['pair']} {result['distiller']} | "
              f"batch {result['batch_size']} | {result['images']} images | workers {result['workers']} | "
              f"threads {result['threads']}",
-             "ours: " + " | ".join(shown(name) for name in ("amp", "channels_last", "teacher_chunk", "compile",
-                                                            "cuda_graph")),
+             "ours: " + " | ".join(shown(name) for name in ("amp", "channels_last", "teacher_chunk", "teacher_compile",
+                                                            "compile", "cuda_graph")),
              f"{'measure':<34}{'reference':>14}{'ours':>14}{'ratio':>9}"]
     if "data" in result:
         d = result["data"]

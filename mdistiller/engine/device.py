@@ -14,6 +14,12 @@ for the device by `speed_settings(cfg, device)`:
                                in chunks of 128 / 64 / 32: 2.08 / 1.89 / 1.83 NCHW, 1.61 / 1.52 /
                                1.60 channels_last, with `keep_freed_memory`); on an accelerator
                                the whole batch in one call.
+  DISTILLER.TEACHER_COMPILE auto on a CPU with a C++ compiler, for long runs only (SOLVER.EPOCHS >=
+                               TEACHER_COMPILE_MIN_EPOCHS on the whole training set): the teacher
+                               is compiled with inductor's freezing (`compile_networks`), which
+                               costs seconds of compiling per input shape, repaid after a few
+                               hundred steps; off elsewhere (tests and short runs never wait for a
+                               compiler; on CUDA, SOLVER.COMPILE and SOLVER.CUDA_GRAPH are the tools).
 A fixed rule rather than a timing at start-up: a resumed run makes the same choice, so it
 repeats the uninterrupted one bit for bit. `configure_backends` also keeps freed memory in the
 process on a CPU (`keep_freed_memory`).
@@ -21,6 +27,8 @@ process on a CPU (`keep_freed_memory`).
 import contextlib
 import ctypes
 import ctypes.util
+import os
+import shutil
 
 import torch
 
@@ -28,8 +36,9 @@ from ..runtime.devices import resolve_channels_last, resolve_device  # noqa: F40
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_TEACHER_CHUNK = 64  # DISTILLER.TEACHER_CHUNK auto on a CPU (module docstring)
+TEACHER_COMPILE_MIN_EPOCHS = 10  # DISTILLER.TEACHER_COMPILE auto: runs at least this long (module docstring)
 # glibc mallopt parameters (malloc.h) and the values keep_freed_memory sets.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 TRIM_THRESHOLD = 1 << 30  # free memory kept at the top of the heap before it is returned
 MMAP_THRESHOLD = 1 << 25  # allocations up to 32 MiB (glibc's maximum) come from the heap
 
@@ -56,11 +65,17 @@ def keep_freed_memory():
     every iteration; by default glibc serves each from fresh pages (mmap) and returns them on
     free, so every step pays a page fault per 4 KiB touched (measured on the fast loader:
     ~1,800 faults per 1,000 samples, 5-10x fewer with this). Memory then stays with the
-    process at its peak. No effect (False) where the C library is not glibc."""
+    process at its peak. One arena for all threads: a thread's own arena lives in heaps that
+    glibc unmaps whenever they empty, whatever the thresholds, so the fast loader's worker
+    threads paid the page faults again (15-25% of their CPU time in the kernel; ~1-3% with one
+    arena; few, large allocations, so the shared arena's lock costs nothing measurable). Call it
+    before threads allocate (configure_backends does). No effect (False) where the C library is
+    not glibc."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        return bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                    and libc.mallopt(M_ARENA_MAX, 1))
     except (OSError, AttributeError, TypeError):
         return False
 
@@ -72,11 +87,29 @@ def resolve_teacher_chunk(setting, device):
     return CPU_TEACHER_CHUNK if device.type == "cpu" else 0
 
 
+def cpp_compiler():
+    """The C++ compiler torch.compile's CPU code generation calls ($CXX, else g++), or None."""
+    return shutil.which(os.environ.get("CXX") or "g++")
+
+
+def resolve_teacher_compile(setting, cfg, device):
+    """DISTILLER.TEACHER_COMPILE -> bool (module docstring: what `auto` picks). ConfigError for
+    True on a CPU without a C++ compiler (torch.compile would fail at the first step)."""
+    if setting != "auto":
+        if setting and device.type == "cpu" and cpp_compiler() is None:
+            raise ConfigError("config key DISTILLER.TEACHER_COMPILE is True but no C++ compiler ($CXX or g++) "
+                              "was found, which torch.compile needs on a CPU; install g++ or set it False")
+        return bool(setting)
+    long_run = cfg.SOLVER.EPOCHS >= TEACHER_COMPILE_MIN_EPOCHS and not cfg.DATASET.TRAIN_SUBSET
+    return device.type == "cpu" and long_run and cpp_compiler() is not None
+
+
 def speed_settings(cfg, device):
     """The resolved exact speed settings of a config on `device`: {"channels_last": bool,
-    "teacher_chunk": int}."""
+    "teacher_chunk": int, "teacher_compile": bool}."""
     return {"channels_last": resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device),
-            "teacher_chunk": resolve_teacher_chunk(cfg.DISTILLER.TEACHER_CHUNK, device)}
+            "teacher_chunk": resolve_teacher_chunk(cfg.DISTILLER.TEACHER_CHUNK, device),
+            "teacher_compile": resolve_teacher_compile(cfg.DISTILLER.TEACHER_COMPILE, cfg, device)}
 
 
 def describe_speed_settings(cfg, device):
@@ -85,7 +118,8 @@ def describe_speed_settings(cfg, device):
     chunk = chosen["teacher_chunk"] or "whole batch"
     auto = lambda value: " (auto)" if value == "auto" else ""
     return (f"SOLVER.CHANNELS_LAST {chosen['channels_last']}{auto(cfg.SOLVER.CHANNELS_LAST)} | "
-            f"DISTILLER.TEACHER_CHUNK {chunk}{auto(cfg.DISTILLER.TEACHER_CHUNK)}")
+            f"DISTILLER.TEACHER_CHUNK {chunk}{auto(cfg.DISTILLER.TEACHER_CHUNK)} | "
+            f"DISTILLER.TEACHER_COMPILE {chosen['teacher_compile']}{auto(cfg.DISTILLER.TEACHER_COMPILE)}")
 
 
 def autocast(device, amp):
@@ -123,14 +157,33 @@ def prepare_model(model, device, channels_last=False):
     return model
 
 
-def compile_networks(distiller):
-    """SOLVER.COMPILE: compile the student and the teacher (not the distiller, whose Python
-    control flow differs per method). In-place `Module.compile()` keeps state-dict keys
-    unchanged, so checkpoints stay loadable without compile."""
-    for name in ("student", "teacher"):
-        net = getattr(distiller, name, None)
-        if net is not None:
-            net.compile()
+def compile_networks(distiller, compile_all=True, freeze_teacher=False):
+    """Compile the networks in place (not the distiller, whose Python control flow differs per
+    method); `Module.compile()` keeps state-dict keys unchanged, so checkpoints stay loadable
+    without compile. The one call site for both settings (the trainer passes both):
+      compile_all     SOLVER.COMPILE: the student and the teacher;
+      freeze_teacher  DISTILLER.TEACHER_COMPILE: the teacher with inductor's freezing, whatever
+                      compile_all says (`freeze_and_compile`).
+    """
+    student, teacher = getattr(distiller, "student", None), getattr(distiller, "teacher", None)
+    if compile_all and student is not None:
+        student.compile()
+    if teacher is not None and freeze_teacher:
+        freeze_and_compile(teacher)
+    elif teacher is not None and compile_all:
+        teacher.compile()
+
+
+def freeze_and_compile(teacher):
+    """torch.compile a network that only runs in eval mode without gradient, with inductor's
+    freezing: weights become constants, so BatchNorm folds into the convolutions, ReLUs fuse
+    into them and oneDNN gets prepacked weights. Exact up to float rounding (the folded
+    weights are rounded once). The option is passed to this compile only, so other compiles in
+    the process (a user's, SOLVER.COMPILE's student) keep torch's defaults. Each input shape
+    compiles once (dynamic=False: the chunk size, and an epoch's last, smaller batch, are
+    separate specialised graphs, not one slower dynamic one). The weights are read at the first
+    call: loading other weights into the network after that needs a new compile."""
+    teacher.compile(dynamic=False, options={"freezing": True})
 
 
 def slow_amp_warning(amp, device):

@@ -8,7 +8,6 @@ The op table and the Cutout constants are imported from the PIL path, so both dr
 table. All random draws come from a `torch.Generator` on the images' device.
 """
 import torch
-from torch.profiler import record_function
 
 from ..randaugment import CUTOUT_FILL, CUTOUT_MAX, OPS, OPS_PER_IMAGE
 from . import ops
@@ -100,7 +99,7 @@ def apply_ops(images, op_ids, magnitudes, table, grouped=None):
     for kernel, name, count in zip(table.kernels, table.kernel_names, counts):
         if count:
             end = start + count
-            with record_function(f"fast.{name}"):  # a label for `bench.profile_fast_pipeline`
+            with ops.label(f"fast.{name}"):  # a label for `bench.profile_fast_pipeline`
                 pieces.append(kernel(images[start:end], op_ids[start:end], magnitudes[start:end]))
             start = end
     return torch.cat(pieces).index_select(0, torch.argsort(order))
@@ -125,7 +124,7 @@ def sample_cutout(n, width, height, generator, device):
 
 def weak_view(images, generator, pad=PAD):
     """Pad-crop + flip, each sample its own draw. uint8 in and out."""
-    with record_function("fast.crop_flip"):
+    with ops.label("fast.crop_flip"):
         return ops.crop_flip(images, *sample_crop_flip(images.shape[0], generator, images.device, pad), pad)
 
 
@@ -135,10 +134,21 @@ def randaugment(images, generator, table, num_ops=OPS_PER_IMAGE):
     op_ids, magnitudes = table.sample(n, num_ops, generator, images.device)
     for k in range(num_ops):
         images = apply_ops(images, op_ids[:, k], magnitudes[:, k], table)
-    with record_function("fast.cutout"):
+    with ops.label("fast.cutout"):
         return ops.cutout(images, *sample_cutout(n, w, h, generator, images.device), fill=CUTOUT_FILL)
 
 
 def strong_view(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):
     """Pad-crop + flip (its own draw), then RandAugment + Cutout. uint8 in and out."""
     return randaugment(weak_view(images, generator, pad), generator, table, num_ops)
+
+
+def weak_and_strong_views(images, generator, table, pad=PAD, num_ops=OPS_PER_IMAGE):
+    """`(weak_view(images, generator), strong_view(images, generator, table))` with the same
+    draws in the same order, both crops made by one `ops.crop_flip` call (one padding)."""
+    n = images.shape[0]
+    weak_draws = sample_crop_flip(n, generator, images.device, pad)
+    strong_draws = sample_crop_flip(n, generator, images.device, pad)
+    with ops.label("fast.crop_flip"):
+        crops = ops.crop_flip(images, *(torch.cat(pair) for pair in zip(weak_draws, strong_draws)), pad)
+    return crops[:n], randaugment(crops[n:], generator, table, num_ops)

@@ -16,9 +16,11 @@ shared/compat/official_augment_ops.npz):
   * the SMOOTH filter rounds `sum(kernel * x) / 13` to nearest and leaves the border pixels;
   * autocontrast/equalize build PIL's per-channel lookup tables from the histograms.
 """
+import contextlib
 import functools
 
 import torch
+import torch.autograd.profiler
 import torch.nn.functional as F
 
 
@@ -28,6 +30,14 @@ def constant(values, dtype, device):
     on every call it would be copied host -> device each time, and a blocking copy from
     pageable memory first waits for the device to finish its queue."""
     return torch.tensor(values, dtype=dtype, device=device)
+
+
+def label(name):
+    """`record_function(name)` while a profiler records (`bench.profile_fast_pipeline` reads the
+    labels), else nothing: entering a record_function costs ~10 us even with no profiler."""
+    if torch.autograd.profiler._is_profiler_enabled:
+        return torch.autograd.profiler.record_function(name)
+    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------ pixel gathers
@@ -43,27 +53,30 @@ def _gather_padded(padded, index):
 
 
 def crop_flip(images, offsets, flips, pad):
-    """torchvision's RandomCrop(size, padding=pad) (zero fill) then a horizontal flip, per sample.
+    """torchvision's RandomCrop(size, padding=pad) (zero fill) then a horizontal flip, per sample,
+    for one or more views: (V*N, C, H, W), row v*N + i a crop of image i.
 
-    offsets: (N, 2) long, the crop's top-left corner (row, column) in the padded image, each in
-    [0, 2*pad]; flips: (N,) bool.
+    offsets: (V*N, 2) long, the crop's top-left corner (row, column) in the padded image, each in
+    [0, 2*pad]; flips: (V*N,) bool.
 
-    Copies, no per-pixel gather: in a channel of the padded image flattened row by row, a crop
-    is H consecutive padded rows starting at `row * Wp + column`, of which each row's first W
-    pixels are kept. `windows` views every such run of H * Wp pixels at once (overlapping, no
-    copy) and one index_select copies each sample's runs; flipped samples are then taken from
-    a mirrored copy (a select too, where a per-pixel `where` is slow on the CPU).
+    One copy, no per-pixel gather: the images are zero-padded in both orientations (a flipped
+    crop at column offset o is the mirrored image's crop at column 2*pad - o), `windows` views
+    every H x W window of that buffer at once (overlapping, no copy), and one index_select
+    copies each crop's channels — for every view together, so the padding is made once.
     """
     n, c, h, w = images.shape
-    hp, wp = h + 2 * pad + 1, w + 2 * pad  # one spare zero row: the last run's discarded tail
-    flat = F.pad(images, (pad, pad, pad, pad + 1)).reshape(-1)
-    run = h * wp
-    windows = flat.as_strided((flat.numel() - run + 1, run), (1, 1))
-    starts = offsets[:, 0] * wp + offsets[:, 1]  # (N,)
-    planes = torch.arange(n * c, device=images.device).view(n, c) * (hp * wp)
-    crops = windows.index_select(0, (planes + starts.view(n, 1)).view(-1)).view(n, c, h, wp)[..., :w]
-    pick = torch.arange(n, device=images.device) + n * flips.long()
-    return torch.cat([crops, crops.flip(-1)]).index_select(0, pick)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    padded = images.new_zeros(2, n, c, hp, wp)
+    padded[0, ..., pad:pad + h, pad:pad + w] = images
+    padded[1, ..., pad:pad + h, pad:pad + w] = images.flip(-1)
+    flat = padded.view(-1)
+    windows = flat.as_strided((flat.numel() - (h - 1) * wp - w + 1, h, w), (1, wp, 1))
+    m = offsets.shape[0]
+    image = torch.arange(m, device=images.device) % n
+    column = torch.where(flips, 2 * pad - offsets[:, 1], offsets[:, 1])
+    starts = (flips.long() * n + image) * (c * hp * wp) + offsets[:, 0] * wp + column  # (V*N,)
+    channels = torch.arange(0, c * hp * wp, hp * wp, device=images.device)
+    return windows.index_select(0, (starts.view(m, 1) + channels).view(-1)).view(m, c, h, w)
 
 
 def affine(images, matrices, fixed_point):
@@ -139,39 +152,46 @@ def translate_y_matrix(v, height, width):
 # ------------------------------------------------------------------------ lookup tables
 
 
-def apply_lut(images, lut):
-    """images (N, C, H, W) uint8, lut (N, C, 256) integer -> uint8 images."""
-    n, c, h, w = images.shape
-    out = lut.to(torch.uint8).gather(2, images.reshape(n, c, h * w).long())
-    return out.view(n, c, h, w)
+def _level_index(images):
+    """(N*C*H*W,) int32: each pixel's grey level plus 256 x its (sample, channel) plane — an
+    index into N*C histograms or lookup tables of 256 levels laid end to end. int32 halves the
+    memory traffic of int64, and both `bincount` and `index_select` take it."""
+    n, c = images.shape[:2]
+    planes = torch.arange(0, 256 * n * c, 256, device=images.device, dtype=torch.int32).view(n, c, 1, 1)
+    return (images + planes).view(-1)
 
 
-def channel_histograms(images):
-    """(N, C, 256) long: per sample and channel, the count of each grey level."""
-    n, c, h, w = images.shape
-    hist = torch.zeros(n * c, 256, dtype=torch.long, device=images.device)
-    ones = torch.ones(1, 1, dtype=torch.long, device=images.device).expand(n * c, h * w)
-    hist.scatter_add_(1, images.reshape(n * c, h * w).long(), ones)
-    return hist.view(n, c, 256)
+def apply_lut(images, lut, index=None):
+    """images (N, C, H, W) uint8, lut (N, C, 256) integer -> uint8 images.
+    `index`: `_level_index(images)` when the caller has it already."""
+    index = _level_index(images) if index is None else index
+    return lut.to(torch.uint8).view(-1).index_select(0, index).view(images.shape)
 
 
-def _lowest_highest_level(hist):
-    """Lowest and highest grey level present in each histogram, (..., 1) long each."""
-    cumulative = hist.cumsum(-1)
-    lo = (cumulative == 0).sum(-1, keepdim=True)  # empty levels below the first one present
-    hi = (cumulative < cumulative[..., -1:]).sum(-1, keepdim=True)  # levels before the last one
-    return lo, hi
+def channel_histograms(images, index=None):
+    """(N, C, 256) int32: per sample and channel, the count of each grey level.
+    `index`: `_level_index(images)` when the caller has it already."""
+    n, c = images.shape[:2]
+    index = _level_index(images) if index is None else index
+    return torch.bincount(index, minlength=n * c * 256).view(n, c, 256).int()
+
+
+def _lowest_highest_level(images):
+    """Lowest and highest grey level present in each channel of each sample, (N, C, 1) long each."""
+    pixels = images.view(*images.shape[:2], -1)
+    # amin and amax, not aminmax: the latter has no vectorised uint8 kernel (30x slower here)
+    return pixels.amin(-1, keepdim=True).long(), pixels.amax(-1, keepdim=True).long()
 
 
 def autocontrast(images, v=None):
     """PIL `ImageOps.autocontrast(img)` (cutoff 0): per channel, stretch [lo, hi] to [0, 255].
     PIL computes `int(i * scale + offset)` in double precision; so do we. `v` is unused."""
-    lo, hi = _lowest_highest_level(channel_histograms(images))
+    lo, hi = _lowest_highest_level(images)
     lo, hi = lo.double(), hi.double()
     # A true division: `255.0 / tensor` would multiply by a rounded reciprocal instead.
     scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)
     levels = torch.arange(256, device=images.device, dtype=torch.float64)
-    lut = torch.trunc(levels * scale + (-lo * scale)).clamp(0, 255)
+    lut = torch.mul(levels, scale).add_(-lo * scale).trunc_().clamp_(0, 255)
     return apply_lut(images, torch.where(hi > lo, lut, levels))
 
 
@@ -180,15 +200,18 @@ def equalize(images, v=None):
 
     PIL: step = (pixels - count of the highest present level) // 255; if step is 0 or only one
     level is present the channel is unchanged, else lut[i] = (step // 2 + #pixels below i) //
-    step, clipped to 255 when the table is applied.
+    step, clipped to 255 when the table is applied. The table's division runs in float32 and
+    is floored: exact, as numerator and step are integers far below 2**24 (CPUs have no vector
+    integer division).
     """
-    hist = channel_histograms(images)
-    _, hi = _lowest_highest_level(hist)
-    step = (hist.sum(-1, keepdim=True) - hist.gather(-1, hi)) // 255
-    below = hist.cumsum(-1) - hist
-    lut = ((step // 2 + below) // step.clamp(min=1)).clamp(max=255)
-    keep = (step == 0) | ((hist > 0).sum(-1, keepdim=True) <= 1)
-    return apply_lut(images, torch.where(keep, torch.arange(256, device=images.device), lut))
+    index = _level_index(images)
+    hist = channel_histograms(images, index)
+    lo, hi = _lowest_highest_level(images)
+    step = (hist.sum(-1, keepdim=True, dtype=torch.int32) - hist.gather(-1, hi)) // 255
+    below = hist.cumsum(-1, dtype=torch.int32).sub_(hist)
+    lut = below.add_(step // 2).float().div_(step.clamp(min=1).float()).floor_().clamp_(max=255)
+    keep = (step == 0) | (lo == hi)
+    return apply_lut(images, torch.where(keep, torch.arange(256, device=images.device), lut), index)
 
 
 def _per_sample(x, images):
@@ -222,11 +245,12 @@ def identity(images, v=None):
 def blend(degenerate, images, factor):
     """PIL's `Image.blend(degenerate, image, factor)` for factor in [0, 1], as ImageEnhance uses.
 
-    float32 multiply, float32 add, truncate — the same operations as Pillow's C loop, hence
-    bit-identical (kept as separate ops: a fused multiply-add would round differently).
+    float32 subtract, multiply, add, truncate — the same operations as Pillow's C loop
+    `degenerate + factor * (image - degenerate)`, hence bit-identical (kept as separate ops: a
+    fused multiply-add would round differently); in place, one float buffer for all of them.
     """
     degenerate = degenerate.float()
-    out = degenerate + _per_sample(factor.float(), images) * (images.float() - degenerate)
+    out = images.float().sub_(degenerate).mul_(_per_sample(factor.float(), images)).add_(degenerate)
     return out.to(torch.uint8)
 
 
@@ -236,22 +260,32 @@ def grayscale(images):
     return (x[:, 0:1] * 19595 + x[:, 1:2] * 38470 + x[:, 2:3] * 7471 + 32768) >> 16
 
 
-def smooth(images):
-    """PIL's ImageFilter.SMOOTH: kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 rounded to nearest,
-    border rows and columns unchanged."""
-    x = images.float()  # integer sums below 2**24: exact in float32
-    rows = x[..., :-2] + x[..., 1:-1] + x[..., 2:]  # 3-wide sums along each row
-    total = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :] + 4 * x[..., 1:-1, 1:-1]
-    out = images.clone()
+def smooth_interior(images):
+    """PIL's ImageFilter.SMOOTH (kernel [[1,1,1],[1,5,1],[1,1,1]] / 13, rounded to nearest) at
+    the pixels off the border (PIL leaves the border rows and columns unchanged): (N, C, H-2,
+    W-2) float32 holding integers."""
+    x = images.float()  # integer sums below 2**24: exact in float32, in any order
+    rows = x[..., :-2] + x[..., 1:-1]
+    rows += x[..., 2:]  # 3-wide sums along each row
+    total = x[..., 1:-1, 1:-1] * 4
+    for top in range(3):
+        total += rows[..., top:top + total.shape[-2], :]
     # sum / 13 is never halfway between integers, so floor((sum + 6) / 13) rounds exactly; the
     # division is exact at multiples of 13 and at least 1/13 away from the next integer otherwise.
-    out[..., 1:-1, 1:-1] = torch.floor((total + 6) / 13)
+    return total.add_(6).div_(13).floor_()
+
+
+def smooth(images):
+    """PIL's ImageFilter.SMOOTH, uint8 in and out, border pixels unchanged."""
+    out = images.clone()
+    out[..., 1:-1, 1:-1] = smooth_interior(images)
     return out
 
 
 def brightness(images, v):
-    """ImageEnhance.Brightness: blend with black."""
-    return blend(torch.zeros((), device=images.device), images, v)
+    """ImageEnhance.Brightness: blend with black, `0 + f * (image - 0)`, which is exactly
+    `f * image` (adding or subtracting a zero changes no float)."""
+    return images.float().mul_(_per_sample(v.float(), images)).to(torch.uint8)
 
 
 def contrast(images, v):
@@ -269,8 +303,11 @@ def color(images, v):
 
 
 def sharpness(images, v):
-    """ImageEnhance.Sharpness: blend with the SMOOTH-filtered image."""
-    return blend(smooth(images), images, v)
+    """ImageEnhance.Sharpness: blend with the SMOOTH-filtered image. On the border the filtered
+    image is the image itself and the blend gives it back unchanged: only the interior is blended."""
+    out = images.clone()
+    out[..., 1:-1, 1:-1] = blend(smooth_interior(images), images[..., 1:-1, 1:-1], v)
+    return out
 
 
 # ------------------------------------------------------------------------ cutout, tensor
@@ -293,10 +330,11 @@ def cutout(images, side, centre_x, centre_y, fill):
     rows = torch.arange(h, device=images.device, dtype=side.dtype)
     in_cols = (cols >= x0.unsqueeze(1)) & (cols <= x1.unsqueeze(1)) & (side > 0).unsqueeze(1)
     in_rows = (rows >= y0.unsqueeze(1)) & (rows <= y1.unsqueeze(1))
-    # 255 inside the square, 0 outside; blend with bitwise ops (a `where` is slow on the CPU).
+    # 255 inside the square, 0 outside; blend with bitwise ops (a `where` is slow on the CPU):
+    # x ^ ((x ^ colour) & inside) is the colour inside and x outside.
     inside = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).to(torch.uint8).mul_(255).unsqueeze(1)
     colour = constant(tuple(fill), torch.uint8, images.device).view(1, c, 1, 1)
-    return (images & ~inside) | (colour & inside)
+    return torch.bitwise_xor(images, colour).bitwise_and_(inside).bitwise_xor_(images)
 
 
 def normalize(images, mean, std, dtype=torch.float32, channels_last=False):
@@ -306,10 +344,10 @@ def normalize(images, mean, std, dtype=torch.float32, channels_last=False):
     c = images.shape[1]
     mean_t = constant(tuple(mean), torch.float32, images.device).view(1, c, 1, 1)
     std_t = constant(tuple(std), torch.float32, images.device).view(1, c, 1, 1)
-    out = images.float().div_(255).sub_(mean_t).div_(std_t).to(dtype)
-    if channels_last:
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    # The uint8 -> float32 conversion writes the layout too: one pass instead of two.
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=layout)
+    return out.copy_(images).div_(255).sub_(mean_t).div_(std_t).to(dtype)
 
 
 # RandAugment ops by their names in `mdistiller.data.randaugment.OPS`. Geometric ops are

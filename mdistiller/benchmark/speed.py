@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.datasets import ArraySource, TrainDataset
-from ..data.fast.bench import images_per_second, two_view_throughput
+from ..data.fast.bench import two_view_throughput
 from ..data.fast.loader import FastTrainLoader, images_to_tensor
 from ..data.loaders import TRAIN, make_loader
 from ..data.transforms import CIFAR100_MEAN, CIFAR100_STD, cifar_spec, train_views

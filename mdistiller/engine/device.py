@@ -14,7 +14,9 @@ for the device by `speed_settings(cfg, device)`:
                                in chunks of 128 / 64 / 32: 2.08 / 1.89 / 1.83 NCHW, 1.61 / 1.52 /
                                1.60 channels_last, with `keep_freed_memory`); on an accelerator
                                the whole batch in one call.
-  DISTILLER.TEACHER_COMPILE auto on a CPU with a C++ compiler, for long runs only (SOLVER.EPOCHS >=
+  DISTILLER.TEACHER_COMPILE    False by default (an option: on the reference 2-core CPU it gave
+                               no step-level gain, README "Speed"); auto: on a CPU with a C++
+                               compiler, in float32, for long runs only (SOLVER.EPOCHS >=
                                TEACHER_COMPILE_MIN_EPOCHS on the whole training set): the teacher
                                is compiled with inductor's freezing (`compile_networks`), which
                                costs seconds of compiling per input shape, repaid after a few
@@ -32,6 +34,7 @@ import shutil
 
 import torch
 
+from ..errors import ConfigError
 from ..runtime.devices import resolve_channels_last, resolve_device  # noqa: F401 (this module's names too)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -101,7 +104,7 @@ def resolve_teacher_compile(setting, cfg, device):
                               "was found, which torch.compile needs on a CPU; install g++ or set it False")
         return bool(setting)
     long_run = cfg.SOLVER.EPOCHS >= TEACHER_COMPILE_MIN_EPOCHS and not cfg.DATASET.TRAIN_SUBSET
-    return device.type == "cpu" and long_run and cpp_compiler() is not None
+    return device.type == "cpu" and cfg.SOLVER.AMP == "none" and long_run and cpp_compiler() is not None
 
 
 def speed_settings(cfg, device):

@@ -114,15 +114,16 @@ class StudentRun:
         self.device = device
         self.info = info
         self.amp = cfg.SOLVER.AMP
-        speed = speed_settings(cfg, device)  # SOLVER.CHANNELS_LAST, DISTILLER.TEACHER_CHUNK (auto: resolved)
+        speed = speed_settings(cfg, device)  # CHANNELS_LAST, TEACHER_CHUNK, TEACHER_COMPILE (auto: resolved)
         self.channels_last = speed["channels_last"]
         distiller.teacher_chunk = speed["teacher_chunk"]
         teacher = getattr(distiller, "teacher", None)
         if teacher is not None:
             teacher.requires_grad_(False)  # never trained; DDP then leaves it out of gradient sync
         self.distiller = prepare_model(distiller, device, self.channels_last)
-        if cfg.SOLVER.COMPILE:
-            compile_networks(distiller)
+        # A teacher that trains (mdistiller-faithful OFD) cannot have its weights frozen into a graph.
+        freeze_teacher = speed["teacher_compile"] and not getattr(distiller, "teacher_trains", False)
+        compile_networks(distiller, cfg.SOLVER.COMPILE, freeze_teacher)
         self.model = wrap_ddp(distiller, device, info)
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(device, self.amp)

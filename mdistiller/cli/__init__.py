@@ -6,14 +6,18 @@ Every program that reads configs takes `--plugin MODULE` (repeatable): the modul
 before the config is read and added to the config's PLUGINS (mdistiller/plugins.py).
 """
 
+import argparse
+
 from ..errors import ConfigError
 
 PLUGIN_HELP = ("import this module before reading configs (its distillers and config sections; "
                "added to PLUGINS); repeatable")
 
 
-def add_plugin_argument(parser):
+def add_config_arguments(parser, overrides="config overrides: KEY VALUE ..."):
+    """`--plugin MODULE` (repeatable) and the trailing KEY VALUE config overrides (`args.opts`)."""
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help=PLUGIN_HELP)
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help=overrides)
 
 
 def plugin_opts(args):

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from ..errors import UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 DATASETS = ["cifar100", "imagenet", "tiny_imagenet", "imagefolder", "demo"]
 
@@ -37,8 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--max-diff", type=float, help="top of the correlation-gap colour scale (default 3.0, "
                                                   "fixed so that heat maps of different runs compare)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_plugin_argument(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    add_config_arguments(p)
     return p.parse_args(argv)
 
 

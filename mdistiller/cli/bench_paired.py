@@ -24,7 +24,7 @@ import platform
 import sys
 
 from ..errors import UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 
 def parse_args(argv=None):
@@ -46,8 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--overlap", action="store_true", help="paired: one CUDA stream per student")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure N times, alternating which mode goes first; the ratio of the minima is reported")
-    add_plugin_argument(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
+    add_config_arguments(p, "KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     if min(args.train_subset, args.test_subset, args.workers, args.threads) < 0 or min(args.epochs, args.repeat) < 1:
         p.error("--train-subset/--test-subset/--workers/--threads must be >= 0, --epochs and --repeat >= 1")

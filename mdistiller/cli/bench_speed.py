@@ -25,7 +25,7 @@ from ..data import load_cifar100_arrays
 from ..data.fast.bench import profile_fast_pipeline
 from ..engine.device import configure_backends, resolve_device
 from ..errors import UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 
 def parse_args(argv=None):
@@ -53,8 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--epoch", action="store_true", help="also time one full training epoch of ours")
     p.add_argument("--only", choices=("data", "step"), help="run one section only")
     p.add_argument("--json", help="write the results here")
-    add_plugin_argument(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    add_config_arguments(p)
     return p.parse_args(argv)
 
 

@@ -32,7 +32,7 @@ import os
 import sys
 
 from ..errors import ConfigError, UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 
 def parse_args(argv=None):
@@ -64,8 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--baseline", help="with --paired: the method the differences are taken against "
                                       "(default: the vanilla student, else the first method)")
     add_launch_args(p)
-    add_plugin_argument(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
+    add_config_arguments(p, "KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     split_seeds(p, args)
     # argparse hands everything after the first override to `opts`; these flags count there too

@@ -23,7 +23,7 @@ import time
 
 from ..config import get_cfg_defaults
 from ..errors import DataError, UserError
-from . import add_plugin_argument, benchmark
+from . import add_config_arguments, benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone: configs/demo
 DIGITS_SPEC = os.path.join(ROOT, "configs", "demo", "benchmark.yaml")
@@ -37,8 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", nargs="+", metavar="N", help="student seeds (default 0)")
     p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
-    add_plugin_argument(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
+    add_config_arguments(p, "KEY VALUE overrides for every run")
     args = p.parse_args(argv)
     benchmark.split_seeds(p, args)
     return args

@@ -14,7 +14,7 @@ import sys
 
 from ..config import load_cfg
 from ..errors import UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 
 def parse_args(argv=None):
@@ -27,8 +27,7 @@ def parse_args(argv=None):
     parser.add_argument("-bs", "--batch-size", type=int, default=64)
     parser.add_argument("--root", type=str, default="", help="dataset folder (DATASET.ROOT)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    add_plugin_argument(parser)
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    add_config_arguments(parser)
     return parser.parse_args(argv)
 
 

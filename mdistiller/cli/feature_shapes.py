@@ -13,7 +13,7 @@ import sys
 from ..config import load_cfg
 from ..distillers.shapes import NUM_CLASSES, describe_pair, input_size_for
 from ..errors import UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 
 def main(argv=None):
@@ -24,9 +24,7 @@ def main(argv=None):
     parser.add_argument("student", help="student architecture name, e.g. resnet8x4")
     parser.add_argument("--dataset", default=None, help="cifar100 (default) | tiny_imagenet | imagenet")
     parser.add_argument("--cfg", default="", help="optional YAML whose method settings to check")
-    add_plugin_argument(parser)
-    parser.add_argument("opts", nargs=argparse.REMAINDER,
-                        help="config overrides KEY VALUE ..., e.g. DISTILLER.STUDENT_KWARGS \"{img_size: 32}\"")
+    add_config_arguments(parser, "config overrides KEY VALUE ..., e.g. DISTILLER.STUDENT_KWARGS \"{img_size: 32}\"")
     args = parser.parse_args(argv)
     try:
         opts = plugin_opts(args) + list(args.opts) + ["DISTILLER.TEACHER", args.teacher, "DISTILLER.STUDENT",

@@ -15,7 +15,7 @@ import sys
 
 from ..config import load_cfg, validate_cfg
 from ..errors import ConfigError, UserError
-from . import add_plugin_argument, plugin_opts
+from . import add_config_arguments, plugin_opts
 
 FLAGS = ("--resume", "--overwrite", "--quiet", "--logit-stand")
 VALUE_FLAGS = ("--base-temp", "--kd-weight")
@@ -51,8 +51,7 @@ def parse_args(argv=None):
                         help="logit standardization (EXPERIMENT.LOGIT_STAND) with --base-temp and --kd-weight")
     parser.add_argument("--base-temp", type=float, default=None, help="with --logit-stand: temperature (default 2)")
     parser.add_argument("--kd-weight", type=float, default=None, help="with --logit-stand: KD weight (default 9)")
-    add_plugin_argument(parser)
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    add_config_arguments(parser)
     args = parser.parse_args(argv)
     # argparse hands everything after the first override to `opts`; flags written there count too.
     opts, items = [], iter(args.opts or [])

@@ -53,13 +53,16 @@ def test_each_console_script_is_its_tools_program_and_answers_help(monkeypatch, 
 
 def test_the_installed_distribution_declares_the_same_scripts(monkeypatch):
     """Where the installed mdistiller is this clone (CI installs it), its metadata lists them."""
-    try:
-        dist = importlib.metadata.distribution("mdistiller")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("mdistiller is not installed")
-    url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
-    if not url.startswith("file://") or os.path.realpath(url[len("file://"):]) != os.path.realpath(REPO):
-        pytest.skip(f"the installed mdistiller comes from {url or 'an index'}, not from this clone")
+    # Run from the clone, the source folder's own mdistiller.egg-info is found too (it has no
+    # direct_url.json): look at every distribution of that name for the one installed from here.
+    urls = {}
+    for dist in importlib.metadata.distributions(name="mdistiller"):
+        url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+        urls[url] = dist
+        if url.startswith("file://") and os.path.realpath(url[len("file://"):]) == os.path.realpath(REPO):
+            break
+    else:
+        pytest.skip(f"no installed mdistiller comes from this clone (found: {sorted(urls) or 'none'})")
     installed = {ep.name: ep.value.replace(" ", "") for ep in dist.entry_points if ep.group == "console_scripts"}
     assert installed == declared_scripts(monkeypatch)
 

@@ -6,7 +6,7 @@ attributes, see base.py; `default_views`, where a class has it, is the count `au
 when the others allow it, else the fewest they all accept).
 """
 from ..errors import ConfigError
-from .base import Distiller
+from .base import Distiller, defined_below_distiller, is_legacy
 from .registry import get_distiller_class
 
 
@@ -16,13 +16,9 @@ def declared_views(cls):
     DATASET.VIEWS gives it, as it took what mdistiller's SOLVER.TRAINER gave it."""
     if not isinstance(cls, type) or not issubclass(cls, Distiller):
         return tuple(cls.views) if hasattr(cls, "views") else None
-    for klass in cls.__mro__:
-        if klass is Distiller:
-            break
-        if "views" in vars(klass):
-            return tuple(klass.views)
-    overrides = any("forward_train" in vars(k) for k in cls.__mro__[:cls.__mro__.index(Distiller)])
-    return None if overrides else tuple(Distiller.views)
+    if defined_below_distiller(cls, "views"):
+        return tuple(cls.views)
+    return None if is_legacy(cls) else tuple(Distiller.views)
 
 
 def distiller_classes(cfg):

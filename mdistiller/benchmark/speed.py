@@ -28,8 +28,10 @@ from ..distillers import build_distiller
 from ..distillers.losses import kd_loss, swap_logits
 from ..engine.device import autocast, compile_networks, prepare_model, speed_settings, to_device
 from ..engine.graph_step import WARMUP_STEPS, GraphedStep, check_cuda_graph
+from ..engine.objective import total_loss
 from ..engine.optim import build_optimizer
 from ..engine.stat_sums import stat_sources
+from ..engine.step import forward_losses
 from ..distillers.shapes import input_size_for
 from ..models import create_model, model_settings
 
@@ -160,8 +162,8 @@ def our_step_fn(cfg, images, labels, device, workers, epoch, amp="none", channel
             graphed(batch, epoch, cfg.SOLVER.LR)
             return batch["target"].shape[0]
         with autocast(device, amp):
-            _, losses = distiller(**batch, epoch=epoch)
-        loss = sum(v.float().mean() for v in losses.values())
+            _, losses = forward_losses(distiller, batch, epoch)
+        loss = total_loss(losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -181,7 +183,8 @@ def run_benchmark(cfg, images, labels, device, batches=20, warmup=3, workers=2, 
         wanted.defrost()
         wanted.SOLVER.AMP, wanted.SOLVER.COMPILE = amp, compile_
         check_cuda_graph(wanted, device)
-    untimed = max(warmup, WARMUP_STEPS + 1) if cuda_graph else max(warmup, 1)  # ours: lazy set-up, capture, compile
+    # ours' untimed steps: lazy set-up, graph capture, compiling
+    untimed = max(warmup, WARMUP_STEPS + 1) if cuda_graph else max(warmup, 1)
     epoch = cfg.SLD.GAMMA + 1 if epoch is None else epoch  # both SLD terms on: the costlier step
     out = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
            "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": cfg.SOLVER.BATCH_SIZE,

@@ -58,7 +58,7 @@ CFG.DISTILLER.TEACHER_FEATURES = []  # (new) timm:/torchvision:/user models: mod
 CFG.DISTILLER.STUDENT_FEATURES = []  # (new) the same for the student
 CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e.g. ["REVIEWKD"]
 CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
-CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact): N, 0 = whole batch, auto (engine/device.py)
+CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact): N per view, 0 = all views in one, auto
 CFG.DISTILLER.TEACHER_COMPILE = False  # (new) torch.compile the teacher, frozen (exact): True, False, auto (engine/device.py)
 
 # Solver

@@ -6,8 +6,9 @@ res32x4 -> res8x4 epoch took 14.4 s (~18 ms per step) for about a second of arit
 replayed graph launches the whole step in one call.
 
 In the graph: the step's forward (engine/step.py's `forward_losses`: the distiller's teacher
-pass, student passes and loss terms), the backward and the SGD update. Outside it, per batch: copying the batch into the graph's input tensors,
-setting the LR tensor, and the metric sums (which read the graph's outputs).
+pass, student passes and loss terms), the backward and the SGD update. Outside it, per batch:
+copying the batch into the graph's input tensors, setting the LR tensor, and the metric sums
+(which read the graph's outputs).
 
 A graph replays fixed kernels on fixed memory without the host, hence:
   * the batch is copied into fixed input tensors; a batch of another shape (an epoch's last,

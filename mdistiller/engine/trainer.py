@@ -41,9 +41,9 @@ from collections import OrderedDict
 
 import torch
 
-from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from ..config import dump_cfg
 from ..errors import CheckpointError, NonFiniteLossError, UserError
+from ..runtime.safe_write import write_text_atomic, writing
 from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
 from .device import compile_networks, grad_scaler, prepare_model, speed_settings, to_device
 from .dot import dot_update
@@ -53,11 +53,11 @@ from .graph_step import GraphedStep, check_cuda_graph
 from .metrics import RunningSums
 from .objective import total_loss
 from .optim import build_optimizer, lr_at, set_lr
-from ..runtime.safe_write import write_text_atomic, writing
 from .progress import Bar, epoch_summary, say
 from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
 from .run_group import run_rules, stopped_reason
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from .events import EventLog
 from .step import train_step
 from .worklog import append_best, append_epoch, trim_worklog

@@ -33,5 +33,7 @@ setup(
         "demo": ["scikit-learn>=1.1", "mlxtend>=0.21"],
         # models from timm as teacher or student (DISTILLER.STUDENT timm:<name>), .safetensors weights
         "timm": ["timm>=1.0", "safetensors>=0.4"],
+        # what distiller files from mdistiller and its forks import beyond the above (OFD.py: scipy.stats)
+        "upstream": ["scipy>=1.7"],
     },
 )

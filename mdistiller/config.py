@@ -391,13 +391,21 @@ def load_cfg(path=None, opts=None, freeze=True):
     _merge(cfg, data)
     _merge_pairs(cfg, pairs)
     cfg.PLUGINS = plugins
+    finish_cfg(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def finish_cfg(cfg):
+    """What `load_cfg` does to a merged tree: SOLVER.TRAINER replaced by the keys it stands for,
+    the real keys with int defaults made floats, every value validated. Also turns a tree that a
+    script merged with plain yacs (`mdistiller.engine.cfg.CFG`) into the config the trainer reads."""
     _resolve_aliases(cfg)
     for key in REAL_KEYS_WITH_INT_DEFAULTS:  # the int defaults too: loaded configs hold floats
         section, name = key.rsplit(".", 1)
         _get(cfg, section)[name] = float(_get(cfg, key))
     validate_cfg(cfg)
-    if freeze:
-        cfg.freeze()
     return cfg
 
 
@@ -420,6 +428,7 @@ TRAINER_ALIASES = {
     "aug": {"DATASET.VIEWS": 2},
     "crd": {"DATASET.VIEWS": "fewest", "DATASET.INDICES": True},
     "dot": {"DATASET.VIEWS": "fewest", "SOLVER.UPDATE": "dot"},
+    "crd_dot": {"DATASET.VIEWS": "fewest", "DATASET.INDICES": True, "SOLVER.UPDATE": "dot"},
 }
 
 

@@ -32,3 +32,7 @@ class OutputError(UserError):
 
 class NonFiniteLossError(UserError):
     """The loss became NaN/inf; the run stopped before writing a checkpoint of bad weights."""
+
+
+class MissingDependency(UserError, ModuleNotFoundError):
+    """A distiller file imports a package this installation lacks (distillers/drop_in.py)."""

@@ -15,13 +15,16 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 # cycle results) and from lower ones. `runtime` is the leaf every layer above it may use
 # (checkpoint files, safe writes, device choice); `plugins` imports user modules for `config`;
 # `cli` holds the programs behind tools/*.py and the console scripts, on top of everything.
+# `dataset` is mdistiller's module path for its scripts' loaders (get_dataset): an adapter over
+# `data` and the engine's config handling, so above the engine.
 LAYERS = {"errors": 0, "config": 0, "plugins": 0, "runtime": 1, "models": 2, "data": 2, "distillers": 2,
-          "engine": 3, "benchmark": 4, "analysis": 4, "cli": 5}
+          "engine": 3, "benchmark": 4, "analysis": 4, "dataset": 4, "cli": 5}
 # Module names that may repeat: the model zoo's architecture files keep mdistiller's names (one
-# folder per dataset), `cli/` names each program after its tools/*.py script, and `build` /
-# `registry` name a role every sub-package may have.
+# folder per dataset), `cli/` names each program after its tools/*.py script, `dataset/` keeps
+# mdistiller's module paths (dataset/imagenet.py), and `build` / `registry` name a role every
+# sub-package may have.
 REPEATABLE_NAMES = {"__init__", "build", "registry"}
-NAMED_AFTER_FOLDERS = ("models/cifar/", "models/imagenet/", "models/tiny_imagenet/", "cli/")
+NAMED_AFTER_FOLDERS = ("models/cifar/", "models/imagenet/", "models/tiny_imagenet/", "cli/", "dataset/")
 
 
 def module_files():

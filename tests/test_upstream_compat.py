@@ -24,7 +24,12 @@ from helpers.tiny import REPO, subprocess_env, write_colour_folder
 
 UPSTREAM_STYLE = os.path.join(REPO, "tests", "fixtures", "upstream_style")
 PLUGINS = {"HINT_LIKE": "HintLike", "TWO_VIEW_LIKE": "TwoViewLike", "KWARGS_LIKE": "KwargsLike",
-           "CONTRAST_LIKE": "ContrastLike"}
+           "CONTRAST_LIKE": "ContrastLike", "SIMILARITY_LIKE": "SimilarityLike", "SINGULAR_LIKE": "SingularLike",
+           "MARGIN_LIKE": "MarginLike", "BANK_LIKE": "BankLike"}
+# Stands in for the GPU in the child: `.cuda()` leaves a tensor or module where it is (BankLike's
+# constructor calls it, as mdistiller's CRD.py does).
+CUDA_STAND_IN = ("import torch; torch.Tensor.cuda = lambda self, *a, **k: self; "
+                 "torch.nn.Module.cuda = lambda self, *a, **k: self; ")
 
 
 # ------------------------------------------------------------------ configs with plain yacs
@@ -189,12 +194,17 @@ def dropped_in(tmp_path_factory):
     return root
 
 
-RUNS = [  # (distiller, SOLVER.TRAINER, extra overrides)
+CONTRAST = ["CRD.NCE.K", "4", "CRD.FEAT.STUDENT_DIM", "64", "CRD.FEAT.DIM", "16"]
+RUNS = [  # (distiller, SOLVER.TRAINER, extra overrides); SOLVER.CHANNELS_LAST is left at auto
     ("HINT_LIKE", "base", ["FITNET.INPUT_SIZE", "[16, 16]"]),
     ("HINT_LIKE", "dot", []),
     ("TWO_VIEW_LIKE", "ours", []),
     ("KWARGS_LIKE", "base", []),
-    ("CONTRAST_LIKE", "crd", ["CRD.NCE.K", "4", "CRD.FEAT.STUDENT_DIM", "64", "CRD.FEAT.DIM", "16"]),
+    ("CONTRAST_LIKE", "crd", CONTRAST),
+    ("SIMILARITY_LIKE", "base", []),
+    ("SINGULAR_LIKE", "base", []),
+    ("MARGIN_LIKE", "base", []),
+    ("BANK_LIKE", "crd", CONTRAST),
 ]
 
 
@@ -202,18 +212,26 @@ RUNS = [  # (distiller, SOLVER.TRAINER, extra overrides)
 def trained(dropped_in):
     """One epoch of each run, every one through the copy's tools/train.py `main(argv)`, all in one
     child process (one torch start-up); returns the child's exit code and output."""
-    argvs = []
-    for name, trainer, extra in RUNS:
-        argvs.append(["--quiet", "DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT",
-                      str(dropped_in / "data"), "DATASET.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
-                      "SOLVER.EPOCHS", "1", "SOLVER.TRAINER", trainer, "LOG.PREFIX", str(dropped_in / "out"),
-                      "EXPERIMENT.PROJECT", "p", "EXPERIMENT.NAME", f"{name}_{trainer}", "DISTILLER.TYPE", name,
-                      "DISTILLER.TEACHER", "resnet8", "DISTILLER.STUDENT", "resnet8",
-                      "DISTILLER.TEACHER_WEIGHTS", str(dropped_in / "teacher.pth")] + extra)
-    script = ("import json, sys; sys.path.insert(0, sys.argv[1]); import train; "
+    argvs = [train_argv(dropped_in, name, trainer, extra) for name, trainer, extra in RUNS]
+    return run_train(dropped_in, argvs, CUDA_STAND_IN)
+
+
+def train_argv(root, name, trainer, extra=()):
+    return ["--quiet", "DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT",
+            str(root / "data"), "DATASET.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
+            "SOLVER.EPOCHS", "1", "SOLVER.TRAINER", trainer, "LOG.PREFIX", str(root / "out"),
+            "EXPERIMENT.PROJECT", "p", "EXPERIMENT.NAME", f"{name}_{trainer}", "DISTILLER.TYPE", name,
+            "DISTILLER.TEACHER", "resnet8", "DISTILLER.STUDENT", "resnet8",
+            "DISTILLER.TEACHER_WEIGHTS", str(root / "teacher.pth"), *extra]
+
+
+def run_train(root, argvs, prelude=""):
+    """Every argv through the copy's tools/train.py `main(argv)`, in one child process (one torch
+    start-up) that runs `prelude` first; its exit code is the largest main returned."""
+    script = (prelude + "import json, sys; sys.path.insert(0, sys.argv[1]); import train; "
               "sys.exit(max(train.main(argv) for argv in json.loads(sys.argv[2])))")
-    return subprocess.run([sys.executable, "-c", script, str(dropped_in / "tools"), json.dumps(argvs)],
-                          cwd=str(dropped_in), env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-c", script, str(root / "tools"), json.dumps(argvs)],
+                          cwd=str(root), env=subprocess_env(), capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("name, trainer", [run[:2] for run in RUNS])
@@ -223,3 +241,31 @@ def test_dropped_in_plug_in_trains_an_epoch_through_tools_train(dropped_in, trai
     worklog = open(dropped_in / "out" / "p" / f"{name}_{trainer}" / "worklog.txt").read()
     assert "epoch: 1" in worklog and "best_acc" in worklog
     assert not os.path.exists(os.path.join(REPO, "mdistiller", "distillers", f"{PLUGINS[name]}.py"))
+
+
+@pytest.mark.parametrize("name", ["SIMILARITY_LIKE", "SINGULAR_LIKE"])
+def test_channels_last_auto_leaves_view_calls_of_mdistiller_style_files_working(dropped_in, trained, name):
+    """SP.py and KDSVD.py `.view()` their features: `auto` keeps the NCHW layout mdistiller gave
+    them (the fast loader's NHWC batches included), and the start line says so."""
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert f"SOLVER.CHANNELS_LAST False (auto: off for the mdistiller-style distiller {name})" in trained.stdout
+
+
+def test_a_missing_import_in_a_dropped_in_file_is_one_line_naming_the_extra(dropped_in):
+    """OFD.py imports scipy.stats; without scipy (a None entry in sys.modules is how Python marks a
+    module that cannot be imported) tools/train.py stops with one line: file, package, extra."""
+    done = run_train(dropped_in, [train_argv(dropped_in, "KWARGS_LIKE", "base")], "import sys; sys.modules['scipy'] = None; ")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip() == (
+        f"error: distiller file {os.path.join('mdistiller', 'distillers', 'MarginLike.py')} imports scipy.stats, which is "
+        'not installed; install the "upstream" extra: pip install "mdistiller[upstream]" (pip install -e '
+        '".[upstream]" in a clone)')
+
+
+def test_a_file_calling_cuda_in_its_constructor_needs_a_gpu_and_says_so(dropped_in):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: BankLike's .cuda() works here")
+    done = run_train(dropped_in, [train_argv(dropped_in, "BANK_LIKE", "crd", CONTRAST + ["EXPERIMENT.NAME", "no_gpu"])])
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.startswith("error: distiller BANK_LIKE calls .cuda() in its constructor") and \
+        done.stderr.count("\n") == 1

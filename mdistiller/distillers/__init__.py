@@ -3,7 +3,11 @@
 What a configured distiller needs from the data (views, sample indices) is decided in
 inputs.py (`input_views`, `needs_index`); the engine builds the loaders from it.
 """
-from .base import Distiller, WeakViewOnly, collect_views, is_legacy, split_outputs
+from .drop_in import explain_missing_imports
+
+explain_missing_imports()  # a dropped-in file with a missing import: one line, not a traceback (drop_in.py)
+
+from .base import Distiller, WeakViewOnly, collect_views, is_legacy, split_outputs  # noqa: E402
 from .registry import distiller_dict, get_distiller_class, register
 
 # Importing a module registers its distillers.

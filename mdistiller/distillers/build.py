@@ -10,7 +10,10 @@ CRD plug-ins), or `Cls(student)` for classes that set
 """
 import inspect
 
-from .registry import get_distiller_class
+import torch
+
+from ..errors import ConfigError
+from .registry import get_distiller_class, registered_name
 from .stack import build_stack, check_stack_cfg
 
 
@@ -47,8 +50,21 @@ def build_distiller(cfg, student, teacher, num_data=None):
     def build(cls):
         if not getattr(cls, "needs_teacher", True):
             return cls(student)
-        if getattr(cls, "needs_index", False) or takes_num_data(cls):
-            return cls(student, teacher, cfg, num_data)
-        return cls(student, teacher, cfg)
+        try:
+            if getattr(cls, "needs_index", False) or takes_num_data(cls):
+                return cls(student, teacher, cfg, num_data)
+            return cls(student, teacher, cfg)
+        except (AssertionError, RuntimeError) as err:
+            raise cuda_only(cls, err) from None
 
     return build_stack(cfg, build(check_distiller_cfg(cfg)), build)
+
+
+def cuda_only(cls, err):
+    """`err` unchanged, or, when it is a constructor's `.cuda()` failing on a machine without
+    CUDA (upstream files such as mdistiller's CRD.py do that), a one-line ConfigError."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    if torch.cuda.is_available() or not any(word in first for word in ("CUDA", "NVIDIA")):
+        return err
+    return ConfigError(f"distiller {registered_name(cls)} calls .cuda() in its constructor ({first}), so it runs "
+                       "only on a machine with a CUDA GPU; run it there (DEVICE auto or cuda)")

@@ -17,7 +17,8 @@ from .distributed import barrier, destroy_process_group, env_dist_info, init_pro
 from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
-from .run_folder import RunFiles, check_start, run_folder
+from .run_folder import SCRIPT_WAYS, RunFiles, check_start, run_folder
+from .run_lock import claimed, describe
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .trainer import StudentRun, Trainer, stopped_reason
 
@@ -89,6 +90,29 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
         return best
     finally:
         destroy_process_group()
+
+
+def train_prepared(cfg, distiller, train_loader, test_loader, folder, resume=False):
+    """Train a distiller and loaders that the caller built (an mdistiller-style script through
+    engine/upstream_trainers.py) into `folder`, with `train`'s checks, trainer, checkpoints and
+    exact resume; the folder is claimed (engine/run_lock.py) while it trains. One process, no
+    --overwrite: a folder with results is only continued, with `resume`. Returns the best top-1."""
+    files = RunFiles(folder)
+    problem = check_start(files, resume, False, cfg, ways=SCRIPT_WAYS)
+    if problem:
+        raise CheckpointError(problem)
+    check_distiller_cfg(cfg)
+    device = resolve_device(cfg.DEVICE)
+    configure_backends(device, cfg.DETERMINISTIC)
+    say(slow_amp_warning(cfg.SOLVER.AMP, device))
+    with claimed([files.folder]) as held:
+        if held:
+            raise CheckpointError(f"run folder {files.folder} is being trained by {describe(held[1])}; wait for it "
+                                  f"to end (or stop it) and run again, with --resume to continue it")
+        run = StudentRun(cfg, distiller, files.folder, device)
+        say(f"output: {files.folder} | device {device} | {describe_inputs(cfg)}")
+        say(describe_speed_settings(cfg, device))
+        return Trainer(cfg, run, train_loader, test_loader, device).fit(resume=resume)[0]
 
 
 def build_paired_runs(cfgs, info, device):

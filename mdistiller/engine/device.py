@@ -7,7 +7,9 @@ Exact speed settings (results change by float rounding at most) default to `auto
 for the device by `speed_settings(cfg, device)`:
   SOLVER.CHANNELS_LAST auto    on for CUDA and for CPUs with oneDNN (its convolutions prefer
                                NHWC; the README's Speed section has the measured step ratios),
-                               off elsewhere;
+                               off elsewhere, and off for mdistiller-style distillers (they run
+                               the models themselves and may `.view()` the features, which
+                               needs the NCHW layout mdistiller gave them: `legacy_distillers`);
   DISTILLER.TEACHER_CHUNK auto on a CPU the teacher runs in micro-batches of CPU_TEACHER_CHUNK
                                samples, so that its activations stay in cache and under glibc's
                                32 MiB mmap limit (res32x4, 1 thread, CPU seconds for 128 images
@@ -107,10 +109,22 @@ def resolve_teacher_compile(setting, cfg, device):
     return device.type == "cpu" and cfg.SOLVER.AMP == "none" and long_run and cpp_compiler() is not None
 
 
+def legacy_distillers(cfg):
+    """Names of the configured distillers (DISTILLER.TYPE, DISTILLER.STACK) written in
+    mdistiller's style: they override `forward_train` and run the models themselves."""
+    from ..distillers.base import is_legacy
+    from ..distillers.inputs import distiller_classes
+
+    names = [cfg.DISTILLER.TYPE, *cfg.DISTILLER.STACK]
+    return [name for name, cls in zip(names, distiller_classes(cfg)) if is_legacy(cls)]
+
+
 def speed_settings(cfg, device):
     """The resolved exact speed settings of a config on `device`: {"channels_last": bool,
-    "teacher_chunk": int, "teacher_compile": bool}."""
-    return {"channels_last": resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device),
+    "teacher_chunk": int, "teacher_compile": bool}. CHANNELS_LAST auto never changes what an
+    mdistiller-style distiller sees (module docstring)."""
+    auto_nchw = cfg.SOLVER.CHANNELS_LAST == "auto" and bool(legacy_distillers(cfg))
+    return {"channels_last": resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device) and not auto_nchw,
             "teacher_chunk": resolve_teacher_chunk(cfg.DISTILLER.TEACHER_CHUNK, device),
             "teacher_compile": resolve_teacher_compile(cfg.DISTILLER.TEACHER_COMPILE, cfg, device)}
 
@@ -120,7 +134,11 @@ def describe_speed_settings(cfg, device):
     chosen = speed_settings(cfg, device)
     chunk = chosen["teacher_chunk"] or "whole batch"
     auto = lambda value: " (auto)" if value == "auto" else ""
-    return (f"SOLVER.CHANNELS_LAST {chosen['channels_last']}{auto(cfg.SOLVER.CHANNELS_LAST)} | "
+    layout = auto(cfg.SOLVER.CHANNELS_LAST)
+    legacy = legacy_distillers(cfg) if layout else []
+    if legacy:
+        layout = f" (auto: off for the mdistiller-style distiller {', '.join(legacy)})"
+    return (f"SOLVER.CHANNELS_LAST {chosen['channels_last']}{layout} | "
             f"DISTILLER.TEACHER_CHUNK {chunk}{auto(cfg.DISTILLER.TEACHER_CHUNK)} | "
             f"DISTILLER.TEACHER_COMPILE {chosen['teacher_compile']}{auto(cfg.DISTILLER.TEACHER_COMPILE)}")
 
@@ -139,11 +157,13 @@ def grad_scaler(device, amp):
 
 
 def to_device(value, device, channels_last=False):
-    """Move a tensor, or a dict/list/tuple of them, to `device` (images optionally NHWC)."""
+    """Move a tensor, or a dict/list/tuple of them, to `device`, images (4-D) in the layout the
+    run chose: NHWC with `channels_last`, else NCHW, whatever layout the loader produced (the fast
+    loader may give NHWC, which would make the convolutions' outputs NHWC too)."""
     if torch.is_tensor(value):
         value = value.to(device, non_blocking=True)
-        if channels_last and value.dim() == 4:
-            value = value.contiguous(memory_format=torch.channels_last)
+        if value.dim() == 4:
+            value = value.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         return value
     if isinstance(value, dict):
         return {k: to_device(v, device, channels_last) for k, v in value.items()}

@@ -188,15 +188,24 @@ def _shown(names):
     return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
 
 
-def check_start(files, resume, overwrite, cfg=None):
+# How a refused start can go on, as the messages of `check_start` put it: for tools/train.py, and
+# for mdistiller-style scripts (engine/upstream_trainers.py), which have --resume but no --overwrite.
+OUR_WAYS = {"start_over": "pass --overwrite to move them into {replaced}/ and start over",
+            "same_config": "resume with the run's own config (--cfg {config} --resume)"}
+SCRIPT_WAYS = {"start_over": "move the folder away to start over",
+               "same_config": "resume with the config file and overrides the run was started with"}
+
+
+def check_start(files, resume, overwrite, cfg=None, ways=OUR_WAYS):
     """None if the run may start as asked, else the one-line reason (a CheckpointError message).
-    `cfg`: the run's config, compared on resume with the committed config.yaml."""
+    `cfg`: the run's config, compared on resume with the committed config.yaml. `ways`: how the
+    messages say to go on (OUR_WAYS or SCRIPT_WAYS)."""
     if resume and overwrite:
         return "--resume and --overwrite contradict each other; pass one of them"
     if overwrite:
         return None
     folder, present = files.folder, files.checkpoints()
-    aside = f"--overwrite to move them into {os.path.join(folder, REPLACED)}/ and start over"
+    aside = ways["start_over"].format(replaced=os.path.join(folder, REPLACED))
     if os.path.isfile(files.latest):
         if not resume:
             return (f"output folder {folder} already holds checkpoints ({_shown(present)}); pass --resume to continue "
@@ -204,15 +213,15 @@ def check_start(files, resume, overwrite, cfg=None):
         saved = read_config(folder) if cfg is not None else {}
         changes = config_changes(saved, cfg) if saved else []  # mdistiller's own folders have no config.yaml
         if changes:
-            return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); resume with the "
-                    f"run's own config (--cfg {files.config} --resume), or pass {aside}")
+            return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); "
+                    f"{ways['same_config'].format(config=files.config)}, or {aside}")
         return None
     if files.first_epoch_only():
         if resume and not files.outputs():
             return (f"cannot resume: {files.latest} does not exist; run without --resume to start fresh "
                     "(or check EXPERIMENT.NAME/TAG and LOG.PREFIX)")
         return None  # nothing committed: (re)start at epoch 1
-    return (f"output folder {folder} holds checkpoints ({_shown(present)}) but no `latest` to resume from; pass "
+    return (f"output folder {folder} holds checkpoints ({_shown(present)}) but no `latest` to resume from; "
             f"{aside}, or choose another EXPERIMENT.NAME")
 
 

@@ -9,6 +9,7 @@ Layers, lowest first; a module imports only from its own layer or lower ones, ne
   engine/                      the step (engine/step.py) and the loop (trainer.py), checkpoints, logs
                                and their file formats, launch
   benchmark/, analysis/        tables and figures over run folders
+  dataset/                     mdistiller's `get_dataset` for its scripts (adapters: engine/upstream.py)
   cli/                         the programs behind tools/*.py and the mdistiller-* console scripts
 """
 __version__ = "0.1.0"

@@ -194,3 +194,25 @@ def test_one_sld_step_with_and_without_a_frozen_compiled_teacher_agrees():
     assert inductor_config.freezing is False
     torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=0)
     assert_weights_close(weights_b, weights_a)
+
+
+def test_channels_last_auto_is_off_for_mdistiller_style_distillers_and_true_still_forces_it():
+    """mdistiller-style files run the models themselves and may `.view()` the features."""
+    from mdistiller.distillers import _base, registry
+
+    class ViewsFeatures(_base.Distiller):
+        def forward_train(self, image, target, **kwargs):
+            raise NotImplementedError
+
+    registry.distiller_dict["TEST_VIEWS_FEATURES"] = ViewsFeatures
+    try:
+        cfg = load_cfg(None, ["DISTILLER.TYPE", "TEST_VIEWS_FEATURES"])
+        assert speed_settings(cfg, CUDA)["channels_last"] is False
+        assert describe_speed_settings(cfg, CUDA).startswith(
+            "SOLVER.CHANNELS_LAST False (auto: off for the mdistiller-style distiller TEST_VIEWS_FEATURES) | ")
+        forced = load_cfg(None, ["DISTILLER.TYPE", "TEST_VIEWS_FEATURES", "SOLVER.CHANNELS_LAST", "True"])
+        assert speed_settings(forced, CUDA)["channels_last"] is True
+        assert describe_speed_settings(forced, CUDA).startswith("SOLVER.CHANNELS_LAST True | ")
+    finally:
+        del registry.distiller_dict["TEST_VIEWS_FEATURES"]
+    assert speed_settings(load_cfg(None, ["DISTILLER.TYPE", "SLD"]), CUDA)["channels_last"] is True  # built-ins: on

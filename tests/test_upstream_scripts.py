@@ -48,6 +48,8 @@ CONFIGS = {
     "sld.yaml": config("sld,res56,res8", "SLD", "ours"),
     "ls_kd.yaml": config("kd_ls,res56,res8", "KD", "base"),
     "locked.yaml": config("locked,res56,res8", "KD", "base"),
+    "no_teacher.yaml": config("no_teacher", "KD", "base", DISTILLER={"TYPE": "KD", "TEACHER": "resnet110",
+                                                                     "STUDENT": "resnet8"}),
 }
 # (name, script, arguments): run in this order, in one process
 RUNS = [
@@ -58,6 +60,7 @@ RUNS = [
     ("sld", "sld_train_ours.py", ["--cfg", "sld.yaml"]),
     ("ls", "ls_train.py", ["--cfg", "ls_kd.yaml", "--logit-stand", "--base-temp", "2", "--kd-weight", "9"]),
     ("locked", "mdistiller_train.py", ["--cfg", "locked.yaml"]),
+    ("no_teacher", "mdistiller_train.py", ["--cfg", "no_teacher.yaml"]),
     ("eval", "mdistiller_eval.py", ["-m", "resnet8", "-c", os.path.join("output", PROJECT, "kd,res56,res8", "student_best"),
                                     "-bs", "100"]),
     ("eval_teacher", "mdistiller_eval.py", ["-m", "resnet56", "-bs", "100"]),
@@ -168,3 +171,43 @@ def test_upstream_eval_script_prints_mdistillers_eval_line(ran, name):
     code, out, err = ran[1][name]
     assert code == 0, err[-3000:]
     assert "[EVAL] Top-1:" in out and "| Top-5:" in out
+
+
+def test_bad_input_ends_an_upstream_script_with_one_line(ran):
+    code, _, err = ran[1]["no_teacher"]  # no resnet110 teacher at mdistiller's checkpoint path
+    assert code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [line for line in err.splitlines()
+                                                                              if line.strip()]
+    assert os.path.join("resnet110_vanilla", "ckpt_epoch_240.pth") in err and "extract it into download_ckpts/" in err
+
+
+def test_engine_utils_loads_checkpoints_safely(tmp_path, capsys):
+    from mdistiller.engine.utils import load_checkpoint
+
+    torch.save({"model": {"w": torch.ones(2)}}, tmp_path / "ok.pth")
+    assert torch.equal(load_checkpoint(str(tmp_path / "ok.pth"))["model"]["w"], torch.ones(2))
+    torch.save({"model": os.getcwd}, tmp_path / "code.pth")  # unpickling it would import and call code
+    with pytest.raises(SystemExit) as done:
+        load_checkpoint(str(tmp_path / "code.pth"))
+    assert done.value.code == 2 and capsys.readouterr().err.startswith(f"error: checkpoint {tmp_path / 'code.pth'}")
+
+
+def test_there_is_a_trainer_for_every_trainer_name():
+    from mdistiller.config import TRAINER_ALIASES
+    from mdistiller.engine import trainer_dict
+
+    assert set(trainer_dict) == set(TRAINER_ALIASES) == {"base", "crd", "dot", "crd_dot", "ours", "aug"}
+
+
+def test_get_dataset_strong_refuses_a_config_that_trains_on_one_view(capsys):
+    from mdistiller.dataset import get_dataset_strong
+    from mdistiller.engine.cfg import CFG
+
+    cfg = CFG.clone()
+    cfg.DISTILLER.TYPE = "KD"
+    with pytest.raises(SystemExit) as done:
+        get_dataset_strong(cfg)
+    assert done.value.code == 2
+    assert capsys.readouterr().err == ("error: get_dataset_strong gives weak + strong views, but DISTILLER.TYPE KD with "
+                                       "SOLVER.TRAINER base trains on one view; set SOLVER.TRAINER ours (or call "
+                                       "get_dataset)\n")

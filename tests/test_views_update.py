@@ -62,8 +62,8 @@ def test_a_config_without_trainer_gets_views_auto_and_round_trips(tmp_path):
      "config keys SOLVER.TRAINER crd and DATASET.INDICES False contradict each other (the trainer name means "
      "DATASET.INDICES True); drop SOLVER.TRAINER"),
     (["SOLVER.TRAINER", "fancy"],
-     "config key SOLVER.TRAINER is 'fancy'; choose one of base, ours, aug, crd, dot, or set DATASET.VIEWS / "
-     "DATASET.INDICES / SOLVER.UPDATE instead"),
+     "config key SOLVER.TRAINER is 'fancy'; choose one of base, ours, aug, crd, dot, crd_dot, or set "
+     "DATASET.VIEWS / DATASET.INDICES / SOLVER.UPDATE instead"),
     (["DATASET.VIEWS", 3], "config key DATASET.VIEWS is 3; use auto, fewest, 1 or 2"),
     (["DATASET.VIEWS", "two"], "config key DATASET.VIEWS expects auto or fewest or a int, got str 'two'"),
     (["SOLVER.UPDATE", "adam"], "config key SOLVER.UPDATE is 'adam'; choose one of sgd, dot"),

@@ -6,8 +6,13 @@ Differences that keep its guarantees: `load_checkpoint` is our safe loader (tens
 values only, `weights_only`), `save_checkpoint` writes atomically, and `validate` evaluates on
 the device the model is on (no `.cuda()`) and prints mdistiller's `[EVAL] Top-1:...` line.
 """
+import os
+
 import torch
 
+from ..errors import CheckpointError
+from ..models.cifar import CIFAR_TEACHER_DIR
+from ..models.teacher import MDISTILLER_RELEASES
 from .cfg import log_msg
 from .checkpoint import load_checkpoint as _load_checkpoint
 from .checkpoint import save_atomic
@@ -38,6 +43,10 @@ class AverageMeter:
 @exits_on_user_error
 def load_checkpoint(path):
     """The object saved at `path`, on the CPU (refused with one line if it holds code)."""
+    if not os.path.exists(path) and os.path.normpath(path).startswith(os.path.normpath(CIFAR_TEACHER_DIR)):
+        raise CheckpointError(f"teacher checkpoint {path} does not exist: mdistiller publishes cifar_teachers.tar on "
+                              f"its GitHub releases page ({MDISTILLER_RELEASES}); extract it into download_ckpts/ "
+                              "(tar xf cifar_teachers.tar -C download_ckpts)")
     return _load_checkpoint(path)
 
 

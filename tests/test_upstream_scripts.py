@@ -31,11 +31,12 @@ PROJECT = "cifar100_baselines"
 
 
 def config(tag, distiller, trainer, epochs=1, **sections):
-    """An upstream-style YAML: resnet56 -> resnet8, one or two tiny epochs."""
+    """An upstream-style YAML: resnet56 -> resnet8, one or two epochs of 20 images (test: 20)."""
     cfg = {"EXPERIMENT": {"PROJECT": PROJECT, "TAG": tag},
            "DISTILLER": {"TYPE": distiller, "TEACHER": "resnet56", "STUDENT": "resnet8"},
-           "SOLVER": {"BATCH_SIZE": 50, "EPOCHS": epochs, "TRAINER": trainer},
-           "DATASET": {"NUM_WORKERS": 0, "TEST": {"BATCH_SIZE": 100}}, "LOG": {"QUIET": True}}
+           "SOLVER": {"BATCH_SIZE": 10, "EPOCHS": epochs, "TRAINER": trainer},
+           "DATASET": {"NUM_WORKERS": 0, "TRAIN_SUBSET": 20, "TEST_SUBSET": 20, "TEST": {"BATCH_SIZE": 20}},
+           "LOG": {"QUIET": True}}
     cfg.update(sections)
     return cfg
 
@@ -43,6 +44,7 @@ def config(tag, distiller, trainer, epochs=1, **sections):
 CONFIGS = {
     "kd.yaml": config("kd,res56,res8", "KD", "base"),
     "kd_longer.yaml": config("kd,res56,res8", "KD", "base", epochs=2),
+    "kd_straight.yaml": config("kd_straight", "KD", "base", epochs=2),
     "crd.yaml": config("crd,res56,res8", "CRD", "crd",
                        CRD={"NCE": {"K": 16}, "FEAT": {"STUDENT_DIM": 64, "TEACHER_DIM": 64, "DIM": 16}}),
     "sld.yaml": config("sld,res56,res8", "SLD", "ours"),
@@ -56,6 +58,7 @@ RUNS = [
     ("kd", "mdistiller_train.py", ["--cfg", "kd.yaml"]),
     ("kd_again", "mdistiller_train.py", ["--cfg", "kd.yaml"]),
     ("kd_resume", "mdistiller_train.py", ["--cfg", "kd_longer.yaml", "--resume"]),
+    ("kd_straight", "mdistiller_train.py", ["--cfg", "kd_straight.yaml"]),
     ("crd", "mdistiller_train.py", ["--cfg", "crd.yaml"]),
     ("sld", "sld_train_ours.py", ["--cfg", "sld.yaml"]),
     ("ls", "ls_train.py", ["--cfg", "ls_kd.yaml", "--logit-stand", "--base-temp", "2", "--kd-weight", "9"]),
@@ -154,7 +157,10 @@ def test_resume_continues_the_run_through_our_trainer(ran):
     assert code == 0, err[-3000:]
     assert f"resuming {os.path.join('.', 'output', PROJECT, 'kd,res56,res8')} after epoch 1" in out
     assert "epoch 2/2" in out
-    assert torch.load(folder(root, "kd,res56,res8") / "latest", weights_only=True)["epoch"] == 2
+    resumed = torch.load(folder(root, "kd,res56,res8") / "latest", weights_only=True)
+    straight = torch.load(folder(root, "kd_straight") / "latest", weights_only=True)  # two epochs in one go
+    assert resumed["epoch"] == straight["epoch"] == 2
+    assert all(torch.equal(resumed["model"][k], straight["model"][k]) for k in straight["model"])  # exact resume
 
 
 def test_a_folder_another_process_trains_is_refused(ran):

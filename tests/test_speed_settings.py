@@ -216,3 +216,14 @@ def test_channels_last_auto_is_off_for_mdistiller_style_distillers_and_true_stil
     finally:
         del registry.distiller_dict["TEST_VIEWS_FEATURES"]
     assert speed_settings(load_cfg(None, ["DISTILLER.TYPE", "SLD"]), CUDA)["channels_last"] is True  # built-ins: on
+
+
+def test_batches_reach_the_models_in_the_layout_the_run_chose():
+    """The fast loader may hand over NHWC images; a run with channels_last off (an mdistiller-style
+    distiller under auto) must get NCHW ones, whose features `.view()` accepts."""
+    from mdistiller.engine.device import to_device
+
+    nhwc = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    batch = to_device({"image": nhwc, "target": torch.zeros(2, dtype=torch.long)}, CPU, channels_last=False)
+    assert batch["image"].is_contiguous() and torch.equal(batch["image"], nhwc)
+    assert to_device(nhwc.contiguous(), CPU, channels_last=True).is_contiguous(memory_format=torch.channels_last)

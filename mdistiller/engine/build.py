@@ -94,7 +94,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
 
 def train_prepared(cfg, distiller, train_loader, test_loader, folder, resume=False):
     """Train a distiller and loaders that the caller built (an mdistiller-style script through
-    engine/upstream_trainers.py) into `folder`, with `train`'s checks, trainer, checkpoints and
+    engine/upstream.py) into `folder`, with `train`'s checks, trainer, checkpoints and
     exact resume; the folder is claimed (engine/run_lock.py) while it trains. One process, no
     --overwrite: a folder with results is only continued, with `resume`. Returns the best top-1."""
     files = RunFiles(folder)

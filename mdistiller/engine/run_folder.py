@@ -189,7 +189,7 @@ def _shown(names):
 
 
 # How a refused start can go on, as the messages of `check_start` put it: for tools/train.py, and
-# for mdistiller-style scripts (engine/upstream_trainers.py), which have --resume but no --overwrite.
+# for mdistiller-style scripts (engine/upstream.py), which have --resume but no --overwrite.
 OUR_WAYS = {"start_over": "pass --overwrite to move them into {replaced}/ and start over",
             "same_config": "resume with the run's own config (--cfg {config} --resume)"}
 SCRIPT_WAYS = {"start_over": "move the folder away to start over",

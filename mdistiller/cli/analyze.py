@@ -51,10 +51,12 @@ def main(argv=None):
     try:
         from ..analysis.analyze import analyze
 
-        opts = plugin_opts(args) + (args.opts or [])
+        opts = plugin_opts(args)  # first: it takes a trailing --plugin out of args.opts
+        allow_plugins = args.allow_plugins or "--allow-plugins" in args.opts
+        opts += [o for o in args.opts if o != "--allow-plugins"]
         tuning = {k: v for k, v in (("tsne_samples", args.tsne_samples), ("max_diff", args.max_diff)) if v is not None}
         result = analyze(args.ckpt, args.dataset, args.root, args.model, args.teacher, args.teacher_model, args.out,
-                         opts=opts, progress=not args.quiet, allow_plugins=args.allow_plugins, **tuning)
+                         opts=opts, progress=not args.quiet, allow_plugins=allow_plugins, **tuning)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

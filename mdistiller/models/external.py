@@ -107,9 +107,9 @@ def published_weights_problem(name, kwargs, num_classes, key="DISTILLER.TEACHER"
     that a teacher needs no TEACHER_WEIGHTS; else why not, as " (...)" ("" when none are asked for).
     Only timm and torchvision builders load published weights; `pretrained: true` elsewhere means
     whatever the user's function makes of it."""
+    builder = external_constructor(name, key)  # a name that is no model is refused as such first
     if not downloads_weights(kwargs):
         return ""
-    builder = external_constructor(name, key)
     if builder.library is None:
         return (f" ({settings_key(key)}_KWARGS asks for published weights, which only timm: and torchvision: "
                 "models load)")

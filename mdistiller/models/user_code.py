@@ -30,7 +30,6 @@ from ..plugins import imported_plugins, is_module_path
 
 FETCHES_CODE = ("torch.hub", "torch.utils.model_zoo", "torch.package", "huggingface_hub", "pip", "setuptools")
 INSTALLED_FOLDERS = ("site-packages", "dist-packages")
-LIBRARIES = ("timm", "torchvision")  # their model builders count as model builders wherever they live
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT_FOLDERS = (_PACKAGE, os.path.join(os.path.dirname(_PACKAGE), "tools"))  # mdistiller/ and tools/
 ACCEPTED = ("a model name is a zoo name, timm:<name>, torchvision:<name>, or package.module:callable naming an "
@@ -48,19 +47,23 @@ class Builder:
     model: str = ""
 
 
-def refuse(label, name, why):
+def _refuse(label, name, why):
     return ConfigError(f"{label} is {name!r}, {why}; {ACCEPTED}")
 
 
-def check_module_allowed(module_path, name, label):
+def _in_stdlib(module_name):
+    return (module_name or "").split(".")[0] in sys.stdlib_module_names  # builtins included
+
+
+def _check_module_allowed(module_path, name, label):
     """Before any import: the standard library, builtins and code fetchers are never imported."""
-    top = module_path.split(".")[0]
-    if top in sys.stdlib_module_names or top in ("builtins", "__main__"):
-        raise refuse(label, name, f"which names the Python standard library ({top}), not a model")
+    if _in_stdlib(module_path):
+        raise _refuse(label, name, f"which names the Python standard library ({module_path.split('.')[0]}), "
+                                   "not a model")
     for fetcher in FETCHES_CODE:
         if module_path == fetcher or module_path.startswith(fetcher + "."):
-            raise refuse(label, name, f"but {fetcher} fetches or runs code from elsewhere and is never called "
-                                      "from a model name")
+            raise _refuse(label, name, f"but {fetcher} fetches or runs code from elsewhere and is never called "
+                                       "from a model name")
 
 
 def resolve_user_callable(module_path, attr, label):
@@ -68,8 +71,8 @@ def resolve_user_callable(module_path, attr, label):
     name = f"{module_path}:{attr}"
     if not is_module_path(module_path) or not is_module_path(attr) or any(
             p.startswith("__") for p in attr.split(".")):
-        raise refuse(label, name, "not a model name")
-    check_module_allowed(module_path, name, label)
+        raise _refuse(label, name, "not a model name")
+    _check_module_allowed(module_path, name, label)
     try:
         module = importlib.import_module(module_path)
     except ImportError as err:
@@ -90,16 +93,16 @@ def _builder(target, name, label):
     if inspect.isclass(target):
         if issubclass(target, nn.Module):
             return Builder(target)
-        raise refuse(label, name, f"a class ({target.__module__}.{target.__qualname__}) that is not an nn.Module")
+        raise _refuse(label, name, f"a class ({target.__module__}.{target.__qualname__}) that is not an nn.Module")
     function = target.__func__ if inspect.ismethod(target) else target
     if not inspect.isfunction(function):
-        raise refuse(label, name, f"a {type(target).__name__}, neither a model class nor a Python function")
+        raise _refuse(label, name, f"a {type(target).__name__}, neither a model class nor a Python function")
     library = _library_builder(function)
     if library:
         return Builder(target, library, function.__name__)
     problem = _not_user_code(function.__module__)
     if problem:
-        raise refuse(label, name, f"a function of {function.__module__} ({problem})")
+        raise _refuse(label, name, f"a function of {function.__module__} ({problem})")
     return Builder(target)
 
 
@@ -122,7 +125,7 @@ def _library_builder(function):
 def _not_user_code(module_name):
     """Why functions of `module_name` are not the user's own model code, or None when they are."""
     top = (module_name or "").split(".")[0]
-    if top in sys.stdlib_module_names or top in ("builtins", "__main__"):
+    if _in_stdlib(module_name):
         return "the Python standard library"
     if any(module_name == p or module_name.startswith(p + ".") for p in imported_plugins()):
         return None  # the user named this plug-in on purpose: its functions are theirs

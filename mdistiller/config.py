@@ -12,7 +12,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from .errors import ConfigError
-from .plugins import load_plugins
+from .plugins import is_module_path, load_plugins
 
 CFG = CN()
 
@@ -383,7 +383,7 @@ def load_cfg(path=None, opts=None, freeze=True):
     pairs = []
     for key, value in opt_pairs(opts):
         if key == "PLUGINS":
-            plugins += [p for p in _plugin_list(value, "override") if p not in plugins]
+            plugins += [p for p in _plugin_list(value, "--plugin / command line") if p not in plugins]
         else:
             pairs.append((key, value))
     load_plugins(plugins)
@@ -409,11 +409,27 @@ def finish_cfg(cfg):
     return cfg
 
 
+def file_plugins(path):
+    """The plug-in modules a config file lists in PLUGINS, read without importing any."""
+    return _plugin_list(read_yaml(path).get("PLUGINS") or [], f"in {path}")
+
+
+def command_line_plugins(opts):
+    """The plug-in modules `KEY VALUE` overrides name (PLUGINS, as `--plugin` writes it)."""
+    return [p for key, value in opt_pairs(opts) if key == "PLUGINS"
+            for p in _plugin_list(value, "--plugin / command line")]
+
+
 def _plugin_list(value, where):
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"config key PLUGINS ({where}) is {value!r}; list module paths, e.g. [my_pkg.my_kd]")
+    for name in value:  # a file path or a relative import would reach importlib as a TypeError
+        if not is_module_path(name):
+            raise ConfigError(f"config key PLUGINS ({where}) names {name!r}, which is not a module path; write "
+                              "dotted module names such as my_pkg.my_kd, with the folder holding my_pkg on "
+                              "PYTHONPATH")
     return list(dict.fromkeys(value))
 
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..config import load_cfg
+from ..config import command_line_plugins, file_plugins, load_cfg
 from ..runtime.checkpoint_io import extract_state_dict, extract_student_state_dict, load_weights
 from ..errors import CheckpointError, ConfigError
 from . import comparison, plots
@@ -64,9 +64,10 @@ def run_folder_of(ckpt):
     return folder if os.path.isfile(os.path.join(folder, "config.yaml")) else None
 
 
-def analysis_cfg(ckpt, dataset=None, root=None, opts=()):
+def analysis_cfg(ckpt, dataset=None, root=None, opts=(), allow_plugins=False):
     """(cfg, run folder or None): the run's config when the checkpoint sits in a run folder,
-    else the defaults; -d/--root and KEY VALUE overrides on top."""
+    else the defaults; -d/--root and KEY VALUE overrides on top. The run's PLUGINS are imported
+    only when the command line names them (`opts`) or `allow_plugins` says so."""
     if not os.path.isfile(ckpt):
         raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) does not exist; pass a run's student_best, "
                               "student_latest or latest")
@@ -75,8 +76,22 @@ def analysis_cfg(ckpt, dataset=None, root=None, opts=()):
         raise ConfigError(f"-d/--dataset is needed: {os.path.dirname(os.path.abspath(ckpt))} has no config.yaml "
                           "saying which data the checkpoint was trained on")
     extra = (["DATASET.TYPE", dataset] if dataset else []) + (["DATASET.ROOT", root] if root else [])
-    cfg = load_cfg(os.path.join(folder, "config.yaml") if folder else None, list(opts) + extra)
+    path = os.path.join(folder, "config.yaml") if folder else None
+    if path and not allow_plugins:
+        check_run_plugins(path, opts)
+    cfg = load_cfg(path, list(opts) + extra)
     return cfg, folder
+
+
+def check_run_plugins(path, opts):
+    """A run folder is data, possibly someone else's: the plug-ins its config.yaml lists run code
+    when imported, so they are imported only when the user's command line names them."""
+    needed = [p for p in file_plugins(path) if p not in command_line_plugins(opts)]
+    if needed:
+        flags = " ".join(f"--plugin {p}" for p in needed)
+        raise ConfigError(f"the run in {os.path.dirname(path)} was trained with plug-in module(s) {', '.join(needed)} "
+                          f"(PLUGINS in its config.yaml), and importing them runs their code; if you trust them, "
+                          f"pass {flags} (or --allow-plugins)")
 
 
 def architecture(given, cfg, folder, key, flag):
@@ -105,15 +120,29 @@ def teacher_or_model(ckpt, path):
     return extract_student_state_dict(ckpt, path)
 
 
-def load_teacher_model(cfg, name, num_classes, teacher_arg, folder):
-    """(teacher network, where its weights came from); see the module docstring for the order."""
+def model_settings_of(cfg, role, given, flag):
+    """create_model's settings for the student or teacher: the run's (or the command line's)
+    DISTILLER.<role>_KWARGS / _FEATURES at the training resolution; messages name `flag` when
+    the architecture came from it."""
+    from ..distillers.shapes import input_size_for
+    from ..models import model_settings
+
+    settings = model_settings(cfg, role, input_size_for(cfg) or (32, 32))
+    if given:
+        settings["key"] = flag
+    return settings
+
+
+def load_teacher_model(cfg, name, num_classes, teacher_arg, folder, settings):
+    """(teacher network, where its weights came from); see the module docstring for the order.
+    `settings`: create_model's (model_settings_of)."""
     from ..models import build_teacher, create_model
 
     def fresh():
-        return create_model(name, num_classes, cfg.DATASET.TYPE, key="--teacher-model")
+        return create_model(name, num_classes, cfg.DATASET.TYPE, **settings)
 
     if teacher_arg == "pretrain":
-        return build_teacher(name, num_classes, cfg.DATASET.TYPE), f"the model zoo's {name}"
+        return build_teacher(name, num_classes, cfg.DATASET.TYPE, **settings), f"the model zoo's {name}"
     if teacher_arg:
         if not os.path.isfile(teacher_arg):
             raise CheckpointError(f"teacher checkpoint {teacher_arg} (-t/--teacher) does not exist; pass a teacher "
@@ -128,7 +157,7 @@ def load_teacher_model(cfg, name, num_classes, teacher_arg, folder):
     zoo.defrost()
     zoo.DISTILLER.TEACHER = name
     source = cfg.DISTILLER.TEACHER_WEIGHTS or f"the model zoo's {name}"
-    return load_teacher(zoo, num_classes), source
+    return load_teacher(zoo, num_classes, settings["input_size"]), source
 
 
 def test_loader(cfg):
@@ -230,20 +259,25 @@ def draw(analysis, out_dir, tsne_samples=TSNE_SAMPLES, max_diff=plots.CORRELATIO
 
 
 def analyze(ckpt, dataset=None, root=None, model=None, teacher=None, teacher_model=None, out_dir=None,
-            tsne_samples=TSNE_SAMPLES, max_diff=plots.CORRELATION_VMAX, opts=(), progress=False):
-    """The whole pipeline (see the module docstring); returns the Analysis, files in `.files`."""
+            tsne_samples=TSNE_SAMPLES, max_diff=plots.CORRELATION_VMAX, opts=(), progress=False, allow_plugins=False):
+    """The whole pipeline (see the module docstring); returns the Analysis, files in `.files`.
+    `allow_plugins`: import the PLUGINS of the run's config.yaml even when `opts` does not name them."""
     plots.require_matplotlib("tools/analyze.py's figures")  # before any slow step
-    cfg, folder = analysis_cfg(ckpt, dataset, root, opts)
+    cfg, folder = analysis_cfg(ckpt, dataset, root, opts, allow_plugins)
     student_name = architecture(model, cfg, folder, "STUDENT", "-m/--model")
     teacher_name = architecture(teacher_model, cfg, folder, "TEACHER", "--teacher-model")
     from ..engine.device import prepare_model, resolve_device
-    from ..models import create_model
+    from ..models import check_model, create_model
 
+    student_settings = model_settings_of(cfg, "STUDENT", model, "-m/--model")
+    teacher_settings = model_settings_of(cfg, "TEACHER", teacher_model, "--teacher-model")
+    check_model(student_name, cfg.DATASET.TYPE, **student_settings)  # before any data is read
+    check_model(teacher_name, cfg.DATASET.TYPE, **teacher_settings)
     device = resolve_device(cfg.DEVICE)
     loader, class_names = test_loader(cfg)
-    student = load_weights(create_model(student_name, len(class_names), cfg.DATASET.TYPE, key="-m/--model"), ckpt,
+    student = load_weights(create_model(student_name, len(class_names), cfg.DATASET.TYPE, **student_settings), ckpt,
                            extract=extract_student_state_dict)
-    teacher_net, source = load_teacher_model(cfg, teacher_name, len(class_names), teacher, folder)
+    teacher_net, source = load_teacher_model(cfg, teacher_name, len(class_names), teacher, folder, teacher_settings)
     models = {"teacher": prepare_model(teacher_net, device), "student": prepare_model(student, device)}
     outputs, targets = collect_outputs(models, loader, device, progress)
     analysis = Analysis(student_name, ckpt, teacher_name, source, cfg.DATASET.TYPE, class_names, targets,

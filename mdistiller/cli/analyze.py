@@ -8,10 +8,12 @@ Writes into --out (default: <checkpoint folder>/analysis/): correlation_gap.png 
 teacher-student logit correlation gap), per_class_accuracy.png, reliability.png (with ECE),
 rescued_pairs.png (teacher errors the student fixes), tsne.png (with scikit-learn),
 swap_rates.png (for SLD runs: the swap statistics of the run's worklog) and analysis.md.
-A checkpoint inside a run folder brings the run's config (dataset, architectures) and its
-teacher; -m/-t/--teacher-model/-d override them. Trailing KEY VALUE pairs override the config
-(e.g. DEVICE cpu, DATASET.TEST_SUBSET 1000). Needs matplotlib. Bad input prints one
-`error: ...` line and exits with code 2.
+A checkpoint inside a run folder brings the run's config (dataset, architectures and their
+DISTILLER.*_KWARGS / _FEATURES) and its teacher; -m/-t/--teacher-model/-d override them.
+Trailing KEY VALUE pairs override the config (e.g. DEVICE cpu, DATASET.TEST_SUBSET 1000). A run
+folder is data: the plug-in modules its config.yaml lists (PLUGINS) are imported only when
+named with --plugin, or all of them with --allow-plugins. Needs matplotlib. Bad input prints
+one `error: ...` line and exits with code 2.
 """
 import argparse
 import sys
@@ -37,6 +39,9 @@ def parse_args(argv=None):
     p.add_argument("--max-diff", type=float, help="top of the correlation-gap colour scale (default 3.0, "
                                                   "fixed so that heat maps of different runs compare)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-plugins", action="store_true",
+                   help="import every plug-in module the run's config.yaml lists (PLUGINS), which runs their code; "
+                        "without it, only those named with --plugin are imported")
     add_config_arguments(p)
     return p.parse_args(argv)
 
@@ -46,10 +51,12 @@ def main(argv=None):
     try:
         from ..analysis.analyze import analyze
 
-        opts = plugin_opts(args) + (args.opts or [])
+        opts = plugin_opts(args)  # first: it takes a trailing --plugin out of args.opts
+        allow_plugins = args.allow_plugins or "--allow-plugins" in args.opts
+        opts += [o for o in args.opts if o != "--allow-plugins"]
         tuning = {k: v for k, v in (("tsne_samples", args.tsne_samples), ("max_diff", args.max_diff)) if v is not None}
         result = analyze(args.ckpt, args.dataset, args.root, args.model, args.teacher, args.teacher_model, args.out,
-                         opts=opts, progress=not args.quiet, **tuning)
+                         opts=opts, progress=not args.quiet, allow_plugins=allow_plugins, **tuning)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -33,8 +33,10 @@ def main(argv=None):
         cfg = load_cfg(args.cfg or None, opts)
         dataset, size = cfg.DATASET.TYPE, input_size_for(cfg) or (32, 32)
         num_classes = cfg.DATASET.NUM_CLASSES or NUM_CLASSES.get(dataset, 100)
-        teacher = create_model(args.teacher, num_classes, dataset, **model_settings(cfg, "TEACHER", size))
-        student = create_model(args.student, num_classes, dataset, **model_settings(cfg, "STUDENT", size))
+        teacher = create_model(args.teacher, num_classes, dataset,
+                               **{**model_settings(cfg, "TEACHER", size), "key": "the teacher argument"})
+        student = create_model(args.student, num_classes, dataset,
+                               **{**model_settings(cfg, "STUDENT", size), "key": "the student argument"})
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)  # the one-line message, no traceback
         return 2

@@ -28,6 +28,13 @@ def describe_inputs(cfg):
     return f"views {input_views(cfg)} | indices {needs_index(cfg)} | update {cfg.SOLVER.UPDATE}"
 
 
+def check_names(cfg):
+    """What the model names stand for (a model class or builder, never other code), before any data."""
+    from ..models import check_model_names
+
+    check_model_names(cfg, teacher=teacher_required(cfg))
+
+
 def build_models(cfg, num_classes):
     """(student, teacher or None) for the configured names and dataset; the student starts from
     DISTILLER.STUDENT_WEIGHTS when set."""
@@ -71,6 +78,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     if problem:  # before reading any data (the trainer checks again, in step with every rank)
         raise CheckpointError(problem)
     check_distiller_cfg(cfg)
+    check_names(cfg)
     input_views(cfg)
     if cfg.SOLVER.CUDA_GRAPH:
         check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
@@ -164,6 +172,7 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
         if problem:  # before reading any data (the trainer checks again)
             raise CheckpointError(problem)
         check_distiller_cfg(cfg)
+        check_names(cfg)
         input_views(cfg)
     device = resolve_device(cfgs[0].DEVICE)
     configure_backends(device, cfgs[0].DETERMINISTIC)

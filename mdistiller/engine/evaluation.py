@@ -53,12 +53,15 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
     `ckpt` "pretrain" means the model zoo's teacher weights for `name`."""
     from ..data import build_loaders
     from ..distillers.shapes import input_size_for
-    from ..models import create_model, load_teacher, model_settings
-    from ..models.external import is_external
+    from ..models import check_model, create_model, load_teacher, model_settings
 
     if ckpt != "pretrain" and not os.path.isfile(ckpt):  # before reading any data
         raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) does not exist; pass a run's student_best, "
                               "latest or best, or a teacher checkpoint file")
+    # a model outside the zoo is built with DISTILLER.STUDENT_KWARGS / _FEATURES ("pretrain": as a teacher)
+    role = "TEACHER" if ckpt == "pretrain" else "STUDENT"
+    settings = {**model_settings(cfg, role, input_size_for(cfg) or (32, 32)), "key": "-m/--model"}
+    check_model(name, cfg.DATASET.TYPE, **settings)  # what the name stands for, before any data is read
     device = resolve_device(cfg.DEVICE)
     configure_backends(device, cfg.DETERMINISTIC)
     _, test_loader, _, num_classes = build_loaders(cfg, 1, device=device)
@@ -67,9 +70,7 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
         zoo.defrost()
         zoo.DISTILLER.TEACHER, zoo.DISTILLER.TEACHER_WEIGHTS = name, ""
         model = load_teacher(zoo, num_classes)
-    else:  # a model outside the zoo is built with DISTILLER.STUDENT_KWARGS / _FEATURES
-        settings = model_settings(cfg, "STUDENT", input_size_for(cfg) or (32, 32))
-        settings["key"] = settings["key"] if is_external(name) else "-m/--model"
+    else:
         model = load_weights(create_model(name, num_classes, cfg.DATASET.TYPE, **settings), ckpt,
                              extract=extract_student_state_dict)
     channels_last = resolve_channels_last(cfg.SOLVER.CHANNELS_LAST, device)

@@ -10,9 +10,10 @@ the zoo, wrapped for the same contract (external.py, adapter.py).
 """
 from .cifar import cifar_model_dict
 from .imagenet import imagenet_model_dict
-from .registry import create_model, model_entry, model_names, model_settings
+from .registry import check_model, check_model_names, create_model, model_entry, model_names, model_settings
 from .teacher import build_teacher, load_teacher
 from .tiny_imagenet import tiny_imagenet_model_dict
 
-__all__ = ["cifar_model_dict", "imagenet_model_dict", "tiny_imagenet_model_dict", "create_model",
+__all__ = ["cifar_model_dict", "imagenet_model_dict", "tiny_imagenet_model_dict", "create_model", "check_model",
+           "check_model_names",
            "model_entry", "model_names", "model_settings", "build_teacher", "load_teacher"]

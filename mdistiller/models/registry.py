@@ -3,7 +3,7 @@ names with a colon (timm:..., torchvision:..., package.module:callable) go to ex
 from ..errors import ConfigError
 from .cifar import cifar_model_dict
 from .demo_cnn import demo_model_dict
-from .external import build_external, is_external
+from .external import build_external, check_kwargs, external_constructor, is_external, label_of, settings_key
 from .imagenet import imagenet_model_dict
 from .tiny_imagenet import tiny_imagenet_model_dict
 
@@ -41,7 +41,7 @@ def model_entry(name, dataset="cifar100", key="DISTILLER.STUDENT"):
     """(constructor, default teacher checkpoint or None) for `name`; ConfigError naming `key`."""
     registry = _registry(dataset)
     if name not in registry:
-        raise ConfigError(f"config key {key} is {name!r}, not a {dataset} model; "
+        raise ConfigError(f"{label_of(key)} is {name!r}, not a {dataset} model; "
                           f"choose one of {', '.join(registry)}")
     return registry[name]
 
@@ -54,16 +54,26 @@ def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT",
     if is_external(name):
         return build_external(name, num_classes, kwargs, features, input_size, key)
     if features:
-        raise ConfigError(f"config key {key}_FEATURES is set, but {name} is a zoo model that returns its own "
-                          f"features; clear {key}_FEATURES")
+        raise ConfigError(f"config key {settings_key(key)}_FEATURES is set, but {name} is a zoo model that returns "
+                          f"its own features; clear {settings_key(key)}_FEATURES")
     constructor, _ = model_entry(name, dataset, key)
     if not kwargs:
         return constructor(num_classes=num_classes)
     try:
         return constructor(num_classes=num_classes, **dict(kwargs))
     except TypeError as err:
-        raise ConfigError(f"config key {key} is {name}, whose constructor refuses {key}_KWARGS "
+        raise ConfigError(f"{label_of(key)} is {name}, whose constructor refuses {settings_key(key)}_KWARGS "
                           f"{dict(kwargs)} ({err}); fix the arguments") from None
+
+
+def check_model(name, dataset="cifar100", key="DISTILLER.STUDENT", kwargs=None, **_):
+    """What create_model(name, ...) would refuse before building anything: an unknown name, a
+    name that is not a model (models/user_code.py), refused constructor arguments. Calls nothing
+    the name stands for, so a program checks its inputs before it reads any data."""
+    if is_external(name):
+        check_kwargs(external_constructor(name, key), dict(kwargs or {}), key)
+    else:
+        model_entry(name, dataset, key)
 
 
 def model_settings(cfg, role, input_size=(32, 32)):
@@ -71,3 +81,9 @@ def model_settings(cfg, role, input_size=(32, 32)):
     d = cfg.DISTILLER
     return {"key": f"DISTILLER.{role}", "kwargs": dict(d[f"{role}_KWARGS"]), "features": list(d[f"{role}_FEATURES"]),
             "input_size": tuple(input_size)}
+
+
+def check_model_names(cfg, teacher=True):
+    """check_model for cfg's DISTILLER.STUDENT and, when `teacher`, DISTILLER.TEACHER."""
+    for role in ("STUDENT", "TEACHER") if teacher else ("STUDENT",):
+        check_model(cfg.DISTILLER[role], cfg.DATASET.TYPE, **model_settings(cfg, role))

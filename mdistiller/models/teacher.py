@@ -7,13 +7,14 @@ Where the weights come from, first match wins:
      for CIFAR-100 and Tiny-ImageNet teachers, torchvision's IMAGENET1K_V1 weights for ImageNet.
 Models from outside the zoo (timm:..., torchvision:..., package.module:callable) have no
 default: they need DISTILLER.TEACHER_WEIGHTS (.pth or .safetensors), unless their
-DISTILLER.TEACHER_KWARGS explicitly ask timm/torchvision to download published weights.
+DISTILLER.TEACHER_KWARGS explicitly ask timm/torchvision to download published weights, and
+those exist for the whole network (the classifier included: same number of classes).
 """
 import os
 
 from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
 from ..errors import CheckpointError, ConfigError, UnreadableCheckpoint
-from .external import downloads_weights, is_external
+from .external import is_external, published_weights_problem
 from .registry import create_model, model_entry, model_settings
 
 DEFAULT_NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000}
@@ -73,9 +74,11 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", *
                                        "(e.g. a run's student_best)") from None
         return model.eval()
     if is_external(name):
-        if not downloads_weights(settings.get("kwargs") or {}):
-            raise ConfigError(f"teacher {name} needs trained weights: set DISTILLER.TEACHER_WEIGHTS to a .pth or "
-                              f".safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of {name})")
+        problem = published_weights_problem(name, settings.get("kwargs") or {}, num_classes, settings["key"])
+        if problem is not None:  # a random teacher is never distilled from
+            raise ConfigError(f"teacher {name} needs trained weights{problem}: set DISTILLER.TEACHER_WEIGHTS to "
+                              "a .pth or .safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of "
+                              f"{name})")
         return create_model(name, num_classes, dataset, **settings).eval()
     constructor, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
     if dataset == "imagenet":

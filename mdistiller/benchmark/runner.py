@@ -21,7 +21,7 @@ import os
 import time
 
 from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
-from ..engine.run_lock import claimed, describe, lock_path
+from ..engine.run_lock import claimed, describe, lock_path, unreadable_message
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
@@ -36,7 +36,7 @@ def decide(run, cfg, overwrite=False):
         return "start", "new"
     saved = read_config(folder)
     changes = config_changes(saved, cfg) if saved else []
-    if changes and not RunFiles(folder).checkpoints():  # e.g. it diverged in epoch 1: nothing to keep
+    if changes and not RunFiles(folder).results():  # e.g. it diverged in epoch 1: nothing to keep
         return "start", f"its config changed ({describe_changes(changes)}) and no checkpoint was written: starting over"
     if changes:
         if not overwrite:
@@ -113,10 +113,15 @@ def run_one(run, head, counts, failures, dry_run, say, train, show_folder, overw
 
 def run_claimed(runs, label, counts, say, work):
     """`work()` while holding the folders of `runs` (all or none); when another launcher holds
-    one of them, count the runs as "busy" and say who holds it instead."""
+    one of them, count the runs as "busy" and say who holds it instead ("locked" when its lock
+    cannot be read: nobody is known to hold it, and it must be cleared by hand)."""
     with claimed([run.folder for run in runs]) as held:
         if held:
             folder, holder = held
+            if not holder:
+                counts["locked"] = counts.get("locked", 0) + len(runs)
+                say(f"{label}: not started: {unreadable_message(folder)}")
+                return
             counts["busy"] = counts.get("busy", 0) + len(runs)
             say(f"{label}: held by {describe(holder)} (lock {lock_path(folder)}): left to it")
             return

@@ -211,10 +211,11 @@ def is_mine(holder):
     return bool(holder) and all(holder.get(k) == mine[k] for k in ("host", "pid", "pid_start"))
 
 
-def try_claim(folder, attempts=3):
-    """Claim `folder` for this process: (True, None) when claimed now, (True, holder) when this
-    process held it already, (False, holder) when a live holder has it ({}: the lock is
-    unreadable, see `held_message`). OutputError when the lock cannot be written."""
+def try_claim(folder, attempts=3, reentrant=False):
+    """Claim `folder` for this process: (True, None) when claimed now, (False, holder) when a
+    live holder has it ({}: the lock is unreadable, see `held_message`); with `reentrant`,
+    (True, holder) when this very process held it already. OutputError when the lock cannot be
+    written."""
     path = lock_path(folder)
     with writing(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -234,7 +235,7 @@ def try_claim(folder, attempts=3):
                 return False, {}
             time.sleep(0.05)
             continue
-        if is_mine(holder):
+        if reentrant and is_mine(holder):
             return True, holder
         attempts -= 1
         if holder_alive(holder) or not _take_over(path, holder):
@@ -251,14 +252,14 @@ def release(folder):
 
 
 @contextlib.contextmanager
-def claimed(folders):
+def claimed(folders, reentrant=False):
     """Claim every folder (all or none): yields None when all are held by this process, else
     (folder, holder) of the first held elsewhere. Released on exit, except those this process
-    held before (their claimant releases them)."""
+    held before (`reentrant`: their claimant releases them)."""
     got = []
     try:
         for folder in folders:
-            ok, holder = try_claim(folder)
+            ok, holder = try_claim(folder, reentrant=reentrant)
             if not ok:
                 yield folder, holder
                 return
@@ -276,8 +277,9 @@ class RunHeld(UserError):
 
 @contextlib.contextmanager
 def holding(folders):
-    """`claimed`, for a trainer: RunHeld (one line, `held_message`) when a folder is held elsewhere."""
-    with claimed(folders) as held:
+    """`claimed`, for a trainer: RunHeld (one line, `held_message`) when a folder is held by
+    another process. A launcher of this process that holds it (and now trains it) keeps it."""
+    with claimed(folders, reentrant=True) as held:
         if held:
             raise RunHeld(held_message(*held))
         yield

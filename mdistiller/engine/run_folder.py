@@ -258,13 +258,7 @@ def committed_config(files):
     where that is missing or unreadable the copy `latest` carries; None where neither exists
     (mdistiller's own folders). CheckpointError when config.yaml is unreadable and `latest`
     carries no copy: the resume cannot be checked."""
-    try:
-        with open(files.config, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = None
-    except (OSError, UnicodeDecodeError):
-        text = ""
+    text = _read(files.config)
     saved = _config_tree(text)
     if saved:
         return saved
@@ -275,6 +269,17 @@ def committed_config(files):
                           "no copy of the config, so the resume cannot be checked against the config its epochs were "
                           f"trained with; restore {files.config}, or start over with --overwrite (the old outputs "
                           f"are moved into {os.path.join(files.folder, REPLACED)}/)")
+
+
+def _read(path):
+    """A text file's content; None when it does not exist, "" when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _config_tree(text):
@@ -381,8 +386,11 @@ def check_start(files, resume, overwrite, cfg=None):
             return str(err)
         changes = config_changes(saved, cfg) if saved else []  # mdistiller's own folders have no config
         if changes:
-            return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); resume with the "
-                    f"run's own config (--cfg {files.config} --resume), or pass {aside}")
+            own = (f"the run's own config (--cfg {files.config} --resume)" if _config_tree(_read(files.config)) else
+                   f"the config and overrides it was started with (its config.yaml is unreadable; {files.latest} "
+                   "carries the config compared here)")
+            return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); resume with {own}, "
+                    f"or pass {aside}")
         return None
     found = files.results()
     if found:

@@ -145,49 +145,53 @@ def _wait_for(path, proc, timeout=120):
     return True
 
 
-def two_trainers_on_one_folder(ctx):
-    folder = _folder(ctx, "shared")
-    first = [sys.executable, str(REPO / "tools" / "train.py"), *ctx.train_args("shared", "SOLVER.EPOCHS", "3")]
-    with _process(ctx, first) as proc:
-        ctx.expect(_wait_for(str(folder) + ".lock", proc), "the first trainer never took the run lock")
-        os.kill(proc.pid, signal.SIGSTOP)  # holds the lock, alive, while the second one tries
+def _while_holding(ctx, argv, folder, what, attempts):
+    """Runs `argv` (a trainer or launcher of `folder`); once it holds the run lock it is paused
+    (alive, holding it) while `attempts(pid)` runs, then it goes on and must finish cleanly."""
+    with _process(ctx, argv) as proc:
+        ctx.expect(_wait_for(str(folder) + ".lock", proc), f"{what} never took the run lock")
+        os.kill(proc.pid, signal.SIGSTOP)
         try:
-            done = ctx.run("train", *ctx.train_args("shared", "SOLVER.EPOCHS", "3"), "--overwrite")
-            _one_line_refusal(ctx, done, "a second trainer on a live run", f"pid {proc.pid}", ".lock")
-            done = ctx.run("train", *ctx.train_args("shared", "SOLVER.EPOCHS", "3"), "--resume")
-            _one_line_refusal(ctx, done, "--resume of a live run", f"pid {proc.pid}")
+            attempts(proc.pid)
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         out, err = proc.communicate(timeout=300)
-        ctx.expect(proc.returncode == 0, f"the first trainer failed: {err[-300:]}")
+        ctx.expect(proc.returncode == 0, f"{what} failed: {out[-300:]} {err[-300:]}")
     ctx.expect(_worklog_epochs(folder) == [1, 2, 3], f"worklog epochs {_worklog_epochs(folder)}, expected 1 2 3")
     ctx.expect((folder / "worklog.txt").read_text().count("best_acc") == 1, "the worklog has two best_acc lines")
     ctx.expect(not Path(str(folder) + ".lock").exists(), "the run lock was left behind")
+
+
+def two_trainers_on_one_folder(ctx):
+    args = ctx.train_args("shared", "SOLVER.EPOCHS", "3")
+
+    def second_trainer(pid):
+        done = ctx.run("train", *args, "--overwrite")
+        _one_line_refusal(ctx, done, "a second trainer on a live run", f"pid {pid}", ".lock")
+        done = ctx.run("train", *args, "--resume")
+        _one_line_refusal(ctx, done, "--resume of a live run", f"pid {pid}")
+
+    argv = [sys.executable, str(REPO / "tools" / "train.py"), *args]
+    _while_holding(ctx, argv, _folder(ctx, "shared"), "the first trainer", second_trainer)
 
 
 def resume_under_a_live_benchmark_lock(ctx):
     config = ctx.output / "vanilla.yaml"
     config.write_text("DISTILLER: {TYPE: NONE, STUDENT: resnet8}\n")
     spec = ctx.output / "bench.yaml"
-    data = ctx.image_folder()
-    opts = ["DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT", str(data), "DATASET.NUM_WORKERS", 0,
-            "SOLVER.BATCH_SIZE", 8, "SOLVER.EPOCHS", 3, "LOG.QUIET", True, "LOG.PREFIX", str(ctx.output)]
+    opts = ["DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT", ctx.image_folder(),
+            "DATASET.NUM_WORKERS", 0, "SOLVER.BATCH_SIZE", 8, "SOLVER.EPOCHS", 3, "LOG.QUIET", True,
+            "LOG.PREFIX", ctx.output]
     spec.write_text(f"project: benchlock\nseeds: [0]\nopts: {json.dumps([str(o) for o in opts])}\n"
                     f"methods:\n  Vanilla: {config}\npairs:\n  p: []\n")
-    folder = ctx.output / "benchlock" / "Vanilla,p,seed0"
+
+    def resumed_trainer(pid):
+        args = ctx.train_args("Vanilla,p,seed0", project="benchlock") + ["SOLVER.EPOCHS", "3", "--resume"]
+        done = ctx.run("train", "--cfg", str(config), *args)
+        _one_line_refusal(ctx, done, "train.py --resume under a live benchmark lock", f"pid {pid}")
+
     argv = [sys.executable, str(REPO / "tools" / "benchmark.py"), "--spec", str(spec), "--no-chart"]
-    with _process(ctx, argv) as proc:
-        ctx.expect(_wait_for(str(folder) + ".lock", proc), "the benchmark never took the run lock")
-        os.kill(proc.pid, signal.SIGSTOP)
-        try:
-            args = ctx.train_args("Vanilla,p,seed0", project="benchlock") + ["SOLVER.EPOCHS", "3", "--resume"]
-            done = ctx.run("train", "--cfg", str(config), *args)
-            _one_line_refusal(ctx, done, "train.py --resume under a live benchmark lock", f"pid {proc.pid}")
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=300)
-        ctx.expect(proc.returncode == 0, f"the benchmark failed: {out[-300:]} {err[-300:]}")
-    ctx.expect(_worklog_epochs(folder) == [1, 2, 3], f"benchmark run's worklog epochs {_worklog_epochs(folder)}")
+    _while_holding(ctx, argv, ctx.output / "benchlock" / "Vanilla,p,seed0", "the benchmark", resumed_trainer)
 
 
 def unreadable_and_odd_locks(ctx):

@@ -6,7 +6,8 @@ Resumable: before each run its folder is inspected (`decide`):
            folder's config.yaml matches the run's config (the keys that are safe to change on
            resume aside: engine/run_folder.py SAFE_ON_RESUME);
   resume   a `latest` checkpoint of the same config exists: continue after its epoch;
-  start    no folder, or no committed epoch (no `latest`).
+  start    no folder, or no results (engine/run_folder.py: no checkpoint of any name, no
+           worklog epoch); with --overwrite also results without a `latest`.
 A folder with checkpoints whose config differs from the run's is refused (a failed run, one
 line naming the keys) unless `overwrite` (--overwrite) is given: then its outputs are moved
 into `<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
@@ -30,7 +31,8 @@ from ..engine.worklog import read_worklog
 
 def decide(run, cfg, overwrite=False):
     """(action, reason) for one run: action is "skip", "resume" or "start" (module docstring).
-    CheckpointError when the folder's config differs and `overwrite` is False."""
+    CheckpointError when the folder's config differs, or it holds results without a `latest`
+    (engine/run_folder.py), and `overwrite` is False."""
     folder = run.folder
     if not os.path.isdir(folder):
         return "start", "new"
@@ -49,6 +51,12 @@ def decide(run, cfg, overwrite=False):
         return "skip", "complete"
     if os.path.isfile(os.path.join(folder, "latest")):
         return "resume", f"resuming after epoch {log.last_epoch}"
+    found = RunFiles(folder).results()
+    if found and not overwrite:  # what train would refuse (engine/run_folder.py check_start)
+        raise CheckpointError(f"{folder} holds results ({', '.join(found[:4])}) but no `latest` to resume from; pass "
+                              f"--overwrite to move them into {os.path.join(folder, REPLACED)}/ and start over")
+    if found:
+        return "start", "results but no `latest`: old outputs moved aside, starting over"
     return "start", "no committed epoch: starting over"
 
 

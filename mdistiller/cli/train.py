@@ -89,7 +89,10 @@ def resume_command(argv):
     """The command line that continues this run: the same arguments, --resume instead of
     --overwrite."""
     prog = sys.argv[0] if sys.argv and sys.argv[0] else "tools/train.py"
-    head = ["python", prog] if prog.endswith(".py") else [os.path.basename(prog)]
+    if os.path.normpath(prog).endswith(os.path.join("mdistiller", "cli", "train.py")):
+        head = ["python", "-m", "mdistiller.cli.train"]  # started with -m: the file alone cannot run
+    else:
+        head = ["python", prog] if prog.endswith(".py") else [os.path.basename(prog)]
     args = [a for a in argv if a not in ("--overwrite", "--resume")]
     return shlex.join(head + args + ["--resume"])
 

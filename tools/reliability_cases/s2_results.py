@@ -92,6 +92,16 @@ def overwrite_moves_nested_runs_along(ctx):
     done = ctx.run("train", *ctx.train_args("inner", "LOG.PREFIX", str(nested_prefix)))
     ctx.expect(done.returncode == 0, f"the nested run failed: {done.stderr[-300:]}")
     token = ctx.keep_results(outer)
+    inner = nested_prefix / "rel" / "inner"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:  # the nested run, being trained by another process, is not pulled away from under it
+        Path(str(inner) + ".lock").write_text(json.dumps({"host": os.uname().nodename, "pid": sleeper.pid,
+                                                          "job_id": None, "since": "t"}))
+        done = ctx.run("train", *ctx.train_args("outer"), "--overwrite")
+        _one_line_refusal(ctx, done, "--overwrite of a folder with a live nested run", f"pid {sleeper.pid}")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     done = ctx.run("train", *ctx.train_args("outer"), "--overwrite")
     ctx.expect(done.returncode == 0, f"--overwrite of a folder with a nested run failed: {done.stderr[-300:]}")
     ctx.expect((outer / "replaced" / "1" / "train.events" / "rel" / "inner" / "student_best").is_file(),
@@ -295,7 +305,7 @@ CASES = [
     ("student files and a worklog without latest are results", student_files_without_latest_are_results),
     ("a checkpoint of any name is a result", a_checkpoint_of_any_name_is_a_result),
     ("a run that never committed starts again, nothing 'moved'", a_run_that_never_committed_starts_again),
-    ("--overwrite moves nested runs along into replaced/", overwrite_moves_nested_runs_along),
+    ("--overwrite moves nested runs along (not a live one)", overwrite_moves_nested_runs_along),
     ("PROJECT/NAME/TAG and a spec's project are one folder each", run_names_are_one_folder_each),
     ("two tools/train.py on one folder: the second is refused", two_trainers_on_one_folder),
     ("train.py --resume under a live benchmark lock is refused", resume_under_a_live_benchmark_lock),

@@ -7,6 +7,7 @@ Use `load_cfg(path, opts)` to get a validated, frozen config; bad keys, types an
 `ConfigError` with a one-line message naming the key.
 """
 import numbers
+import os
 
 import yaml
 from yacs.config import CfgNode as CN
@@ -537,6 +538,30 @@ def validate_cfg(cfg):
     _require(chunk == "auto" or chunk >= 0, f"config key DISTILLER.TEACHER_CHUNK is {chunk}; use auto, 0 or a batch size")
     _require(all(isinstance(n, str) for n in cfg.DISTILLER.STACK),
              f"config key DISTILLER.STACK is {list(cfg.DISTILLER.STACK)}; list distiller names, e.g. [REVIEWKD]")
+    validate_run_names(cfg)
+
+
+def path_component_problem(value):
+    """Why `value` cannot be one folder name of a path (None when it can): run folders are
+    <LOG.PREFIX>/<PROJECT>/<NAME or TAG>, each part one folder inside the one before."""
+    if not isinstance(value, str) or not value:
+        return "it is empty"
+    if value in (".", ".."):
+        return f"{value!r} names no folder of its own"
+    seps = {"/", os.sep, os.altsep or "/", "\0"}
+    if any(sep in value for sep in seps):
+        return "it holds a path separator (it must be one folder name, not a path)"
+    return None
+
+
+def validate_run_names(cfg):
+    """EXPERIMENT.PROJECT, and NAME (or TAG when NAME is empty), are one folder name each."""
+    exp = cfg.EXPERIMENT
+    keys = [("PROJECT", exp.PROJECT), ("NAME", exp.NAME) if exp.NAME else ("TAG", exp.TAG)]
+    for key, value in keys:
+        why = path_component_problem(value)
+        _require(why is None, f"config key EXPERIMENT.{key} is {value!r}: {why}; use a plain folder name such "
+                              f"as {'my_project' if key == 'PROJECT' else 'my_run'}")
 
 
 def run_name(cfg):

@@ -322,13 +322,17 @@ def test_decide_skip_resume_start(tmp_path):
     cfg = run.cfg()
     assert decide(run, cfg) == ("start", "new")
     folder = run.folder
-    write_worklog(folder, [50.0], finished=False)
+    os.makedirs(folder)
     with open(os.path.join(folder, "config.yaml"), "w") as f:
         f.write(dump_cfg(cfg))
     assert decide(run, cfg) == ("start", "no committed epoch: starting over")
     # a changed config with no checkpoint written (e.g. diverged in epoch 1): nothing to protect
     assert decide(run, load_cfg(run.config, run.opts + ["SOLVER.LR", 0.2]))[1] == \
         "its config changed (SOLVER.LR 0.05 -> 0.2) and no checkpoint was written: starting over"
+    write_worklog(folder, [50.0], finished=False)  # results without a `latest`: as train, refused
+    with pytest.raises(CheckpointError, match=r"holds results \(worklog.txt\) but no `latest`.*--overwrite"):
+        decide(run, cfg)
+    assert decide(run, cfg, overwrite=True)[0] == "start"
     torch.save({}, os.path.join(folder, "latest"))
     assert decide(run, cfg) == ("resume", "resuming after epoch 1")
     append_best(os.path.join(folder, "worklog.txt"), 50.0)

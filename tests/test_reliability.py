@@ -151,12 +151,13 @@ def test_fresh_start_after_a_kill_before_the_first_commit_has_a_clean_worklog(tm
     straight = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "straight", "SOLVER.EPOCHS", 1)
     tiny_trainer(straight).fit()
     reference = (tmp_path / "p" / "straight" / "worklog.txt").read_text()
-    # what a run killed after its epoch-1 worklog entry but before its first checkpoint leaves
+    # what a run killed while staging its first epoch leaves (engine/run_folder.py `commit`)
     cfg = tiny_cfg(tmp_path, "EXPERIMENT.NAME", "killed", "SOLVER.EPOCHS", 1)
     folder = tmp_path / "p" / "killed"
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(dump_cfg(cfg))
-    append_epoch(str(folder / "worklog.txt"), 1, 0.05, {"train_acc": 1.0})
+    (folder / ".staged_latest").write_bytes(b"epoch 1")
+    append_epoch(str(folder / ".staged_worklog.txt"), 1, 0.05, {"train_acc": 1.0})
     tiny_trainer(cfg).fit()
     assert (folder / "worklog.txt").read_text() == reference  # one epoch-1 block, the new one
 
@@ -168,7 +169,8 @@ def test_first_epoch_leftovers_without_latest_restart_with_or_without_resume(tmp
     folder = tmp_path / "p" / "run"
     reference = file_bytes(folder, ("worklog.txt",))
     for flags in ({}, {"resume": True}):
-        os.remove(folder / "latest")  # a crash (or full disk) before epoch 1's commit
+        for name in ("latest", "best", "student_best", "student_latest", "epoch_1", "student_1", "worklog.txt"):
+            os.rename(folder / name, folder / f".staged_{name}")  # a crash (or full disk) before epoch 1's commit
         tiny_trainer(cfg).fit(**flags)
         assert load_checkpoint(folder / "latest")["epoch"] == 1 and file_bytes(folder, ("worklog.txt",)) == reference
 
@@ -179,7 +181,7 @@ def test_later_checkpoints_without_latest_name_the_way_out_that_works(tmp_path):
     folder = tmp_path / "p" / "run"
     os.remove(folder / "latest")
     for flags in ({}, {"resume": True}):
-        with pytest.raises(CheckpointError, match=r"holds checkpoints \(best, epoch_1, epoch_2, student_1, ...\) but "
+        with pytest.raises(CheckpointError, match=r"holds results \(best, epoch_1, epoch_2, student_1, ...\) but "
                                                   r"no `latest` to resume from; pass --overwrite to move them"):
             tiny_trainer(cfg).fit(**flags)
     tiny_trainer(cfg).fit(overwrite=True)  # the way out named

@@ -9,13 +9,14 @@ resume, start) and trains exactly as the in-process runner does, so every launch
 same run folders, and rerunning any of them trains only what is missing.
 
 `run_states` reads where each run stands (done, running, pending, failed, not started) from
-the run folders, their locks and the Slurm submission records: what `--status` prints.
+the run folders, their locks and the Slurm submission records: what `--status` prints
+(`locked`: a lock nobody can read, to be deleted by hand).
 """
 import os
 from dataclasses import dataclass
 from typing import List
 
-from ..engine.run_lock import describe, holder_alive, read_lock
+from ..engine.run_lock import describe, holder_alive, read_lock, unreadable_message
 from ..errors import UserError
 from .collect import read_run_json
 from .paired_runs import member_action, paired_groups, run_group
@@ -90,6 +91,7 @@ def add_counts(total, counts):
 class RunState:
     run: Run
     state: str  # done | running | pending | failed | unfinished (stopped, no failure known) | not started
+    #             | locked (its lock is unreadable: nobody can claim it until it is deleted)
     job_id: str = ""  # Slurm job (or "" for a local process)
     log: str = ""  # the job's or local worker's log file, when known
     detail: str = ""  # who holds it, or why it failed
@@ -106,6 +108,8 @@ def run_state(run, record, queued, exit_state=None):
     if action == "skip":
         return RunState(run, "done", job, log)
     holder = read_lock(run.folder)
+    if holder == {}:
+        return RunState(run, "locked", job, log, unreadable_message(run.folder))
     if holder and holder_alive(holder):
         return RunState(run, "running", str(holder.get("job_id") or job), log, describe(holder))
     if job and queued and job in queued:

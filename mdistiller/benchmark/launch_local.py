@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import traceback
 
+from ..errors import UserError
 from .launch import add_counts, finished, new_counts, plan_units, run_unit
 
 
@@ -73,6 +74,9 @@ def _work(unit, log_path, overwrite=False):
 
         try:
             counts, failures = run_unit(unit, say, overwrite=overwrite)
+        except UserError as err:  # e.g. a full disk while claiming the unit's runs: one line
+            print(f"failed: {err}")  # to the log; the parent prints the failure
+            counts, failures = new_counts(), [(run.folder, str(err)) for run in unit.runs]
         except Exception as err:  # a bug, not bad input: keep the traceback in the unit's log
             traceback.print_exc()
             counts = new_counts()

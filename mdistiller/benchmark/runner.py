@@ -6,7 +6,8 @@ Resumable: before each run its folder is inspected (`decide`):
            folder's config.yaml matches the run's config (the keys that are safe to change on
            resume aside: engine/run_folder.py SAFE_ON_RESUME);
   resume   a `latest` checkpoint of the same config exists: continue after its epoch;
-  start    no folder, or no committed epoch (no `latest`).
+  start    no folder, or no results (engine/run_folder.py: no checkpoint of any name, no
+           worklog epoch); with --overwrite also results without a `latest`.
 A folder with checkpoints whose config differs from the run's is refused (a failed run, one
 line naming the keys) unless `overwrite` (--overwrite) is given: then its outputs are moved
 into `<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
@@ -21,7 +22,7 @@ import os
 import time
 
 from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
-from ..engine.run_lock import claimed, describe, lock_path
+from ..engine.run_lock import claimed, describe, lock_path, unreadable_message
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
@@ -30,13 +31,14 @@ from ..engine.worklog import read_worklog
 
 def decide(run, cfg, overwrite=False):
     """(action, reason) for one run: action is "skip", "resume" or "start" (module docstring).
-    CheckpointError when the folder's config differs and `overwrite` is False."""
+    CheckpointError when the folder's config differs, or it holds results without a `latest`
+    (engine/run_folder.py), and `overwrite` is False."""
     folder = run.folder
     if not os.path.isdir(folder):
         return "start", "new"
     saved = read_config(folder)
     changes = config_changes(saved, cfg) if saved else []
-    if changes and not RunFiles(folder).checkpoints():  # e.g. it diverged in epoch 1: nothing to keep
+    if changes and not RunFiles(folder).results():  # e.g. it diverged in epoch 1: nothing to keep
         return "start", f"its config changed ({describe_changes(changes)}) and no checkpoint was written: starting over"
     if changes:
         if not overwrite:
@@ -49,6 +51,12 @@ def decide(run, cfg, overwrite=False):
         return "skip", "complete"
     if os.path.isfile(os.path.join(folder, "latest")):
         return "resume", f"resuming after epoch {log.last_epoch}"
+    found = RunFiles(folder).results()
+    if found and not overwrite:  # what train would refuse (engine/run_folder.py check_start)
+        raise CheckpointError(f"{folder} holds results ({', '.join(found[:4])}) but no `latest` to resume from; pass "
+                              f"--overwrite to move them into {os.path.join(folder, REPLACED)}/ and start over")
+    if found:
+        return "start", "results but no `latest`: old outputs moved aside, starting over"
     return "start", "no committed epoch: starting over"
 
 
@@ -113,10 +121,15 @@ def run_one(run, head, counts, failures, dry_run, say, train, show_folder, overw
 
 def run_claimed(runs, label, counts, say, work):
     """`work()` while holding the folders of `runs` (all or none); when another launcher holds
-    one of them, count the runs as "busy" and say who holds it instead."""
+    one of them, count the runs as "busy" and say who holds it instead ("locked" when its lock
+    cannot be read: nobody is known to hold it, and it must be cleared by hand)."""
     with claimed([run.folder for run in runs]) as held:
         if held:
             folder, holder = held
+            if not holder:
+                counts["locked"] = counts.get("locked", 0) + len(runs)
+                say(f"{label}: not started: {unreadable_message(folder)}")
+                return
             counts["busy"] = counts.get("busy", 0) + len(runs)
             say(f"{label}: held by {describe(holder)} (lock {lock_path(folder)}): left to it")
             return

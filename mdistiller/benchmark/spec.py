@@ -45,7 +45,7 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-from ..config import get_cfg_defaults, load_cfg
+from ..config import get_cfg_defaults, load_cfg, path_component_problem
 from ..errors import ConfigError
 
 TEACHER_ROLE = "teacher"
@@ -209,7 +209,13 @@ def load_matrix(path):
     if baseline is not None and str(baseline) not in {c.method for c in cells}:
         raise ConfigError(f"benchmark spec {path}: baseline {baseline!r} is not one of its methods "
                           f"({', '.join(_unique(c.method for c in cells))})")
-    return Matrix(project=str(data.get("project") or os.path.splitext(os.path.basename(path))[0]),
+    project = data.get("project")
+    if project is not None:
+        if isinstance(project, (dict, list, bool)):
+            raise ConfigError(f"benchmark spec {path}: project must be a folder name, e.g. project: my_benchmark")
+        project = str(project)
+        check_project(project, f"benchmark spec {path}: project", "the spec's project:")
+    return Matrix(project=str(project or os.path.splitext(os.path.basename(path))[0]),
                   seeds=list(_seeds(data.get("seeds", [0]), f"benchmark spec {path} seeds")),
                   cells=cells, opts=common, paired=paired, baseline=None if baseline is None else str(baseline),
                   launcher=_launcher(data.get("launcher"), path), slurm=_mapping(data.get("slurm"), path, "slurm"))
@@ -335,9 +341,17 @@ def teacher_run(matrix, cell):
     return [_run(matrix, cell, s, ["DISTILLER.STUDENT", probe.DISTILLER.TEACHER]) for s in seeds]
 
 
+def check_project(project, what="benchmark project", where="--project (or the spec's project:)"):
+    """A benchmark's project is one folder name under LOG.PREFIX: ConfigError otherwise."""
+    why = path_component_problem(project)
+    if why:
+        raise ConfigError(f"{what} is {project!r}: {why}; set {where} to a plain folder name such as my_benchmark")
+
+
 def plan_runs(matrix):
     """Every run, in execution order: teachers first, then seed by seed (so that a partial
     benchmark already has whole tables), pair by pair, method by method."""
+    check_project(matrix.project)
     runs, teacher_weights = [], {}
     for cell in matrix.cells:
         if cell.role == TEACHER_ROLE:

@@ -7,11 +7,18 @@
 
 Outputs go to <LOG.PREFIX>/<EXPERIMENT.PROJECT>/<EXPERIMENT.NAME or TAG>/. A folder that already
 holds checkpoints is only reused with --resume (continue, same config) or --overwrite (start
-over; the old outputs are moved into <run folder>/replaced/N/, never deleted).
+over; the old outputs are moved into <run folder>/replaced/N/, never deleted). Another process
+training the same folder (a lock `<run folder>.lock` names it) stops this one at start-up.
 Bad input (config, paths, checkpoints) prints one `error: ...` line and exits with code 2.
+Ctrl-C (exit 130) and SIGTERM (exit 143: Slurm's time limit, most schedulers' stop) print the
+last committed epoch and the command that resumes the run.
 """
 import argparse
+import os
+import shlex
+import signal
 import sys
+import threading
 
 from ..config import load_cfg, validate_cfg
 from ..errors import ConfigError, UserError
@@ -70,19 +77,63 @@ def parse_args(argv=None):
     return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C (an epoch being committed is finished first)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def resume_command(argv):
+    """The command line that continues this run: the same arguments, --resume instead of
+    --overwrite."""
+    prog = sys.argv[0] if sys.argv and sys.argv[0] else "tools/train.py"
+    if os.path.normpath(prog).endswith(os.path.join("mdistiller", "cli", "train.py")):
+        head = ["python", "-m", "mdistiller.cli.train"]  # started with -m: the file alone cannot run
+    else:
+        head = ["python", prog] if prog.endswith(".py") else [os.path.basename(prog)]
+    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return shlex.join(head + args + ["--resume"])
+
+
+def stop_message(how, folder, argv):
+    """What an interrupted run prints: the last committed epoch and how to continue."""
+    from ..engine.run_folder import RunFiles
+
+    if folder is None:
+        return f"stopped by {how} before the run started; run the same command again"
+    epoch = RunFiles(folder).committed_epoch()
+    kept = f"epoch {epoch} is committed in {folder}" if epoch else "no epoch was committed yet"
+    return f"stopped by {how}: {kept}; continue with: {resume_command(argv)}"
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    folder = None
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         cfg = load_train_cfg(args)
         from ..engine.build import train  # after the config: bad input fails fast
+        from ..engine.run_folder import run_folder
 
+        folder = run_folder(cfg)
         train(cfg, resume=args.resume, overwrite=args.overwrite)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; continue the run with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the message short
+        how = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
+        if os.environ.get("RANK", "0") == "0":
+            print(stop_message(how, folder, argv), file=sys.stderr)
+        return 143 if how == "SIGTERM" else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

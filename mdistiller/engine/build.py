@@ -6,6 +6,7 @@ sample indices) before the loaders are built; the loaders give the number of cla
 models need. `train_paired(cfgs, ...)` trains several configs' students on one data stream with
 one teacher pass per batch (engine/paired.py), each built exactly as its solo run would be.
 """
+import contextlib
 import os
 
 from ..distillers import build_distiller, check_distiller_cfg, teacher_required
@@ -18,7 +19,7 @@ from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
 from .run_folder import SCRIPT_WAYS, RunFiles, check_start, run_folder
-from .run_lock import claimed, describe
+from .run_lock import claimed, describe, holding
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .trainer import StudentRun, Trainer, stopped_reason
 
@@ -70,8 +71,15 @@ def build_run(cfg, info, device):
 
 
 def train(cfg, resume=False, overwrite=False, step_hooks=()):
-    """Train as configured (one process, or one of torchrun's); returns the best test top-1."""
+    """Train as configured (one process, or one of torchrun's); returns the best test top-1.
+    Rank 0 holds the run folder's lock throughout (engine/run_lock.py): RunHeld when another
+    process trains it."""
     info = env_dist_info()
+    with holding([run_folder(cfg)]) if info.is_main else contextlib.nullcontext():
+        return _train(cfg, info, resume, overwrite, step_hooks)
+
+
+def _train(cfg, info, resume, overwrite, step_hooks):
     device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
     files = RunFiles(run_folder(cfg))
     problem = check_start(files, resume, overwrite, cfg)
@@ -166,6 +174,11 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
     info = env_dist_info()
     if info.enabled:
         raise ConfigError("paired training runs in one process; start it with python, not torchrun")
+    with holding([run_folder(cfg) for cfg in cfgs]):
+        return _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap)
+
+
+def _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap):
     for cfg in cfgs:
         files = RunFiles(run_folder(cfg))
         problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite, cfg)

@@ -27,11 +27,12 @@ GPU only with DETERMINISTIC, as kernels may be non-deterministic otherwise).
 Before anything of an epoch is written, its evaluation (loss, top-1, top-5) and every parameter
 and buffer must be finite (`check_finite`); otherwise the run stops, naming the last committed
 epoch, so no checkpoint ever holds diverged weights.
-Write order per epoch: worklog + events, then student_best/best, epoch_N, student_latest and
-`latest` last, so `latest` is the commit point: every file of the epoch it names is on disk.
-At every start the worklog keeps only the blocks of committed epochs (none for a fresh start),
-so an epoch that was logged but never committed is logged once, when it is trained again. A
-`--resume` of a folder with nothing committed (killed before its first commit) starts at epoch 1.
+Per epoch: the events are flushed, then the epoch's checkpoints and its worklog block are
+committed together (engine/run_folder.py `commit`: staged whole, `latest` renamed in as the
+commit point, the rest after it), so no file ever names an epoch that was not committed, after
+a full disk, Ctrl-C, SIGTERM or kill -9 alike. At every start the worklog keeps only the blocks
+of committed epochs (none for a fresh start). A `--resume` of a folder with nothing committed
+(killed before its first commit) starts at epoch 1.
 """
 import math
 import numbers
@@ -42,9 +43,9 @@ from collections import OrderedDict
 import torch
 
 from ..config import dump_cfg
-from ..errors import CheckpointError, NonFiniteLossError, UserError
+from ..errors import CheckpointError, NonFiniteLossError, OutputError, UserError
 from ..runtime.safe_write import write_text_atomic, writing
-from .checkpoint import extract_state_dict, load_checkpoint, save_atomic
+from .checkpoint import extract_state_dict, load_checkpoint
 from .device import compile_networks, grad_scaler, prepare_model, speed_settings, to_device
 from .dot import dot_update
 from .distributed import DistInfo, all_gather_object, barrier, broadcast_object, wrap_ddp
@@ -54,13 +55,13 @@ from .metrics import RunningSums
 from .objective import total_loss
 from .optim import build_optimizer, lr_at, set_lr
 from .progress import Bar, epoch_summary, say
-from .run_folder import STOPPED_FILE, RunFiles, check_start, make_ready
+from .run_folder import STOPPED_FILE, RunFiles, check_start, commit, make_ready
 from .run_group import run_rules, stopped_reason
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from .events import EventLog
 from .step import train_step
-from .worklog import append_best, append_epoch, trim_worklog
+from .worklog import best_line, format_epoch_block, read_text, trim_worklog
 
 RESUME_WAY_OUT = "resume from an intact copy (e.g. an epoch_N file copied over latest) or start over with --overwrite"
 BAR_REFRESH_ITERS = 20  # iterations between progress-bar metric reads (each read is one device sync)
@@ -261,32 +262,36 @@ class StudentRun:
                               ("test_loss", test["loss"])])
         self.last_stats = train.get("stats", {})
         extra = scalar_stats(self.last_stats)
-        with writing(self.files.worklog):
-            append_epoch(self.files.worklog, epoch, lr, OrderedDict([*values.items(), *extra.items()]))
         scalars = dict(values, lr=lr, throughput=images_per_s)
         scalars.update({k.replace(".", "/"): v for k, v in extra.items()})
         scalars.update({f"loss_terms/{k}": v for k, v in train["terms"].items()})
         self.events.scalars(scalars, epoch)
         self.events.flush()
-        self.save(epoch, rng, improved)
+        block = format_epoch_block(epoch, lr, OrderedDict([*values.items(), *extra.items()]))
+        self.save(epoch, rng, improved, block)
 
     def checkpoint(self, epoch, rng):
         return {"epoch": epoch, "model": self.distiller.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "best_acc": float(self.best_acc), "scaler": self.scaler.state_dict(), "rng": rng,
-                "world_size": self.info.world_size}
+                "world_size": self.info.world_size, "config": dump_cfg(self.cfg)}
 
-    def save(self, epoch, rng, improved):
+    def save(self, epoch, rng, improved, worklog_block):
+        """Commit the epoch: its checkpoints and its worklog block, all or nothing (run_folder.commit)."""
         state = self.checkpoint(epoch, rng)
         student = {"model": self.distiller.student.state_dict()}
-        f = self.files
-        if improved:
-            save_atomic(student, f.student_best)
-            save_atomic(state, f.best)
+        files = {"latest": state, "student_latest": student}
         if epoch % self.cfg.LOG.SAVE_CHECKPOINT_FREQ == 0:
-            save_atomic(student, f.student_epoch(epoch))
-            save_atomic(state, f.epoch(epoch))
-        save_atomic(student, f.student_latest)
-        save_atomic(state, f.latest)  # last: the commit point of the epoch
+            files.update({f"epoch_{epoch}": state, f"student_{epoch}": student})
+        if improved:
+            files.update({"best": state, "student_best": student})
+        writers = {name: (lambda f, obj=obj: torch.save(obj, f)) for name, obj in files.items()}
+        with writing(self.files.worklog):
+            log = read_text(self.files.worklog) + worklog_block
+        writers["worklog.txt"] = lambda f: f.write(log.encode())
+        try:
+            commit(self.files, writers)
+        except OutputError as err:
+            raise OutputError(f"{err}; nothing of epoch {epoch} was kept and {self._kept()}") from None
 
     def load_resume(self, ckpt):
         """Restore from a loaded `latest`; returns its epoch. Accepts mdistiller's own files
@@ -516,7 +521,8 @@ class Trainer:
                 continue
             if self.info.is_main:
                 with writing(run.files.worklog):
-                    append_best(run.files.worklog, run.best_acc)
+                    text = read_text(run.files.worklog)
+                write_text_atomic(run.files.worklog, text + best_line(run.best_acc))
             say(f"best top-1 {run.best_acc:.2f} ({run.files.folder})", self.info.is_main)
             for name, values in run.last_stats.items():
                 if isinstance(values, list):  # per-class statistics, e.g. the teacher's error

@@ -47,7 +47,20 @@ def append_epoch(path, epoch, lr, values):
 
 def append_best(path, best_acc):
     with open(path, "a") as f:
-        f.write("best_acc\t" + "{:.2f}".format(float(best_acc)))
+        f.write(best_line(best_acc))
+
+
+def best_line(best_acc):
+    return "best_acc\t" + "{:.2f}".format(float(best_acc))
+
+
+def read_text(path):
+    """The worklog's text as written ('' when there is none yet)."""
+    try:
+        with open(path, newline="") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def trim_worklog(path, last_epoch):

@@ -13,13 +13,12 @@ import argparse
 import os
 import pickle
 import re
-import tempfile
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError, UnreadableCheckpoint
-from .safe_write import fsync_folder, writing
+from .safe_write import fsync_folder, write_temp, writing
 
 
 def _safe_globals():
@@ -140,15 +139,6 @@ def load_weights(model, path, strict=True, extract=extract_state_dict):
     return model
 
 
-def _read_umask():
-    mask = os.umask(0)  # the only way to read it is to set it; put it back at once (at import,
-    os.umask(mask)      # before any thread exists that could create a file meanwhile)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
 def save_atomic(obj, path):
     """torch.save to `path` through a temp file + fsync + rename (never a half-written `path`);
     OutputError when it cannot be written."""
@@ -160,17 +150,11 @@ def save_atomic(obj, path):
 def _save_atomic(obj, path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
+    tmp = write_temp(folder, ".tmp_" + os.path.basename(path), lambda f: torch.save(obj, f))
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file what open() would
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_folder(folder)  # the rename itself survives a power loss only once its folder is synced
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.remove(tmp)
         raise
+    fsync_folder(folder)  # the rename itself survives a power loss only once its folder is synced
 

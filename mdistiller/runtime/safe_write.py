@@ -1,11 +1,14 @@
 """Writing outputs safely, without torch: a failed write (full disk, read-only folder, no
-permission) becomes one `OutputError` line naming the path (`writing`), and text files are
-replaced atomically (`write_text_atomic`). runtime/checkpoint_io.py writes checkpoints through them.
+permission) becomes one `OutputError` line naming the path (`writing`), files are written
+whole to a temp file beside their final name first (`write_temp`: what a rename then publishes),
+and text files are replaced atomically (`write_text_atomic`). runtime/checkpoint_io.py writes
+checkpoints through them.
 """
 import contextlib
 import errno
 import os
 import shutil
+import tempfile
 
 from ..errors import OutputError
 
@@ -52,15 +55,37 @@ def fsync_folder(folder):
         os.close(fd)
 
 
+def _read_umask():
+    mask = os.umask(0)  # the only way to read it is to set it; put it back at once (at import,
+    os.umask(mask)      # before any thread exists that could create a file meanwhile)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def write_temp(folder, prefix, write):
+    """A new file `<folder>/<prefix>XXXX` holding what `write(binary file)` wrote, flushed to
+    disk, with the permissions open() would give; its path. Nothing is left behind when `write`
+    or the disk fails (the error propagates)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def write_text_atomic(path, text):
     """Replace the text file `path` through a temp file + rename; OutputError when it cannot be
     written."""
-    tmp = path + ".tmp"
     with writing(path):
-        try:
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        tmp = write_temp(os.path.dirname(os.path.abspath(path)), ".tmp_" + os.path.basename(path),
+                         lambda f: f.write(text.encode()))
+        os.replace(tmp, path)

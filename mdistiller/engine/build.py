@@ -10,8 +10,8 @@ import os
 
 from ..distillers import build_distiller, check_distiller_cfg, teacher_required
 from ..distillers.inputs import input_views, needs_index, teacher_train_key
-from ..errors import CheckpointError, ConfigError
-from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
+from ..errors import CheckpointError, ConfigError, DataError
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights, missing_weights_words
 from .device import configure_backends, describe_speed_settings, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
@@ -39,11 +39,21 @@ def build_models(cfg, num_classes):
     init = cfg.DISTILLER.STUDENT_WEIGHTS
     if init:
         if not os.path.isfile(init):
-            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which does not exist; "
+            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which {missing_weights_words(init)}; "
                                   "point it to a .pth or .safetensors file, or leave it empty for random init")
         load_weights(student, init, extract=extract_student_state_dict)
     teacher = load_teacher(cfg, num_classes, size) if teacher_required(cfg) else None
     return student, teacher
+
+
+def check_has_batches(cfg, train_loader, num_data, world_size=1):
+    """A training set too small for one batch is refused before anything trains (a run of zero
+    steps would report its NaN mean loss as a divergence)."""
+    if len(train_loader) == 0:
+        subset = f" (DATASET.TRAIN_SUBSET {cfg.DATASET.TRAIN_SUBSET})" if cfg.DATASET.TRAIN_SUBSET else ""
+        raise DataError(f"the training set has {num_data} sample(s){subset}, too few for one batch: a batch of one "
+                        f"sample per process is dropped (BatchNorm needs two); use at least {2 * world_size} "
+                        "training samples")
 
 
 def build_run(cfg, info, device):
@@ -53,6 +63,7 @@ def build_run(cfg, info, device):
     views, with_index = input_views(cfg), needs_index(cfg)
     train_loader, test_loader, num_data, num_classes = build_loaders(
         cfg, views, with_index=with_index, rank=info.rank, world_size=info.world_size, device=device)
+    check_has_batches(cfg, train_loader, num_data, info.world_size)
     student, teacher = build_models(cfg, num_classes)
     distiller = build_distiller(cfg, student, teacher, num_data)
     if cfg.DISTILLER.TYPE != "NONE":
@@ -103,6 +114,7 @@ def build_paired_runs(cfgs, info, device):
     index_cfg = next((cfg for cfg in cfgs if needs_index(cfg)), None)
     train_loader, test_loader, num_data, num_classes = build_loaders(
         index_cfg or cfgs[0], max(views), with_index=index_cfg is not None, device=device)
+    check_has_batches(cfgs[0], train_loader, num_data)
     after_loaders = capture_rng_state()
     teacher, distillers = None, []
     for cfg in cfgs:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights, missing_weights_words
 from .device import autocast, configure_backends, prepare_model, resolve_channels_last, resolve_device, to_device
 from .distributed import DistInfo
 from .metrics import RunningSums, correct_counts
@@ -57,8 +57,8 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
     from ..models.external import is_external
 
     if ckpt != "pretrain" and not os.path.isfile(ckpt):  # before reading any data
-        raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) does not exist; pass a run's student_best, "
-                              "latest or best, or a teacher checkpoint file")
+        raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) {missing_weights_words(ckpt)}; pass a run's "
+                              "student_best, latest or best, or a teacher checkpoint file")
     device = resolve_device(cfg.DEVICE)
     configure_backends(device, cfg.DETERMINISTIC)
     _, test_loader, _, num_classes = build_loaders(cfg, 1, device=device)

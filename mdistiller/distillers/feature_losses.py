@@ -200,8 +200,7 @@ def kdsvd_loss(feats_s, feats_t, k=1, axis="channels"):
             diff = (rbf(v_s, prev[0]) - rbf(v_t, prev[1]).detach()).pow(2)
             loss = loss + torch.nan_to_num(diff, nan=0.0, posinf=0.0, neginf=0.0).sum()
         prev = (v_s, v_t)
-    loss = loss / feats_s[0].shape[0]
-    return torch.where(finite, loss, torch.full_like(loss, float("nan")))  # no host sync
+    return loss / feats_s[0].shape[0] + torch.where(finite, 0.0, float("nan"))  # NaN if flagged; no host sync
 
 
 # ----------------------------------------------------------------------------- ReviewKD

@@ -211,12 +211,13 @@ class StudentRun:
             broken = [k for k, v in terms.items() if not math.isfinite(v)] or ["the sum of the terms"]
             shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
             where = f"iteration {first + 1}/{iters}: {', '.join(broken)} ({shown})"
+            every = len(broken) == len(terms) > 1
         else:
-            where = "an iteration on another rank"
+            where, every = "an iteration on another rank", False
         raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, {where}; {self._kept()}; "
-                                 f"{self._divergence_advice(first)}")
+                                 f"{self._divergence_advice(first, every)}")
 
-    def _divergence_advice(self, first):
+    def _divergence_advice(self, first, every=False):
         """The way out that fits the cause (messages must be true): broken teacher weights, a
         loss that is non-finite before any update (no LR can help), or a step that was too large."""
         teacher = getattr(self.distiller, "teacher", None)
@@ -227,6 +228,10 @@ class StudentRun:
         if first == 0 and self.epochs_begun == 1:
             return ("it was the first step, before any update, so the teacher's outputs or a loss term are "
                     "non-finite on this data: check the teacher with tools/eval.py and the named term's settings")
+        if every:
+            return ("every term is non-finite, so an earlier update left non-finite weights (a NaN gradient, "
+                    "such as KDSVD's on a degenerate map, or too large a step): lower SOLVER.LR or use SOLVER.AMP "
+                    "bf16/none")
         return "lower SOLVER.LR or use SOLVER.AMP bf16/none"
 
     def _kept(self):
@@ -520,8 +525,7 @@ class Trainer:
         names = ", ".join(dict.fromkeys("+".join([r.cfg.DISTILLER.TYPE, *r.cfg.DISTILLER.STACK]) for r in runs))
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         return NonFiniteLossError(f"non-finite values at epoch {epoch}, iteration {it + 1}/{iters}: a loss term of "
-                                  f"{names} failed ({first}); {runs[0]._kept()}; lower SOLVER.LR or use "
-                                  "SOLVER.AMP bf16/none")
+                                  f"{names} failed ({first}); {runs[0]._kept()}; {runs[0]._divergence_advice(it)}")
 
     def _evaluate(self, runs):
         """Test metrics of each run. Every evaluation starts from the same random state (a test

@@ -8,11 +8,13 @@ non-finite values, its backward is torch's); the next step's SVD then sees NaN f
 """
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from helpers.tiny import TinyKD, tiny_cfg, tiny_trainer
+from helpers.tiny import REPO, TinyKD, subprocess_env, tiny_cfg, tiny_trainer
 from helpers.tools import common, load_tool
 from mdistiller.config import load_cfg
 from mdistiller.distillers.feature_losses import kdsvd_loss
@@ -227,3 +229,12 @@ def test_float_list_keys_take_numbers_written_as_python_writes_them(tmp_path):
     yaml_file.write_text("DISTILLER:\n  TYPE: SLD\nSLD:\n  TEMPERATURES: [1e30, 4]\nSOLVER:\n  LR: 5e-2\n")
     cfg = load_cfg(str(yaml_file))
     assert cfg.SLD.TEMPERATURES[0] == 1e30 and cfg.SOLVER.LR == 0.05
+
+
+# ------------------------------------------------------------------ the issue's command, replayed
+@pytest.mark.slow
+def test_the_s4_replay_on_real_cifar_counts_zero(cifar_root):
+    done = subprocess.run([sys.executable, "tools/reliability.py", "--only", "s4", "--cifar", str(cifar_root)],
+                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "code executed 0, files outside run folders touched 0, results lost 0, tracebacks 0" in done.stdout

@@ -270,6 +270,17 @@ AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int, "DATASE
 WORDS = {"DATASET.VIEWS": ("auto", "fewest")}
 
 
+def _as_float(value):
+    """A string that Python reads as a number (PyYAML reads `1e30` and `1e-3`, without a dot, as
+    strings) becomes that float; anything else is left for the key's own check."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _coerce(default, value, key):
     """Value from YAML/command line, converted to the default's type or rejected."""
     if key in AUTO_OR:
@@ -289,14 +300,13 @@ def _coerce(default, value, key):
         return float(value)
     if isinstance(default, float) and isinstance(value, numbers.Real):
         return float(value)  # YAML "LR: 1" is an int; a float key accepts it
-    if isinstance(default, float) and isinstance(value, str):
-        try:
-            return float(value)  # PyYAML reads "1e-3" (no dot) as a string
-        except ValueError:
-            pass
+    if isinstance(default, float) and isinstance(_as_float(value), float):
+        return _as_float(value)
     if isinstance(default, int) and isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        if default and all(isinstance(v, float) for v in default):  # a list of reals, e.g. SLD.TEMPERATURES
+            return type(default)(_as_float(v) for v in value)
         return type(default)(value)
     if isinstance(default, str) and isinstance(value, str):
         return value

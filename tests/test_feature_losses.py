@@ -179,7 +179,7 @@ def test_align_singular_vectors_undoes_order_and_sign():
 
 
 def test_top_singular_vectors_shapes_and_norms():
-    v, s = fl.top_singular_vectors(torch.randn(3, 4, 5, 5), k=2)
+    v, s, _ = fl.top_singular_vectors(torch.randn(3, 4, 5, 5), k=2)
     assert v.shape == (3, 4, 2) and s.shape == (3, 2)
     assert torch.allclose(v.norm(dim=1), torch.ones(3, 2), atol=1e-5)
     assert torch.allclose(s.norm(dim=1), torch.ones(3), atol=1e-5)

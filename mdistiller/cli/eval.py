@@ -10,6 +10,7 @@ may follow. Bad input prints one `error: ...` line and exits with code 2.
 """
 import argparse
 import json
+import math
 import sys
 
 from ..config import load_cfg
@@ -31,6 +32,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def json_safe(result):
+    """JSON has no NaN/inf: such a metric becomes null and `null_reason` says why."""
+    bad = [k for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)]
+    if not bad:
+        return result
+    why = ("the test split is empty" if not result.get("count") else
+           "the model's outputs are not finite (NaN/inf) on some test images")
+    return {**{k: None if k in bad else v for k, v in result.items()},
+            "null_reason": f"{', '.join(bad)}: {why}"}
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -45,7 +57,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(json_safe(result)))
     else:
         print(f"{result['model']} {result['checkpoint']} on {result['dataset']} test ({result['count']} images): "
               f"top-1 {result['top1']:.2f} | top-5 {result['top5']:.2f} | loss {result['loss']:.4f}")

@@ -149,14 +149,19 @@ def top_singular_vectors(feat, k, axis="channels"):
     """Right singular vectors of each sample's feature map, keeping the k largest; vectors and
     the k singular values L2-normalised. `axis` "channels": the map as an (H*W) x C matrix, so
     the vectors live in channel space (the paper); "width": as a (C*H) x W matrix (mdistiller's
-    port). Returns (vectors (B, C or W, k), values (B, k)). NaN/inf from degenerate SVDs become 0.
-    Half precision is computed in float32 (no half SVD)."""
+    port). Returns (vectors (B, C or W, k), values (B, k), finite (B,)). NaN/inf from degenerate
+    SVDs become 0 (as mdistiller's removenan). A map holding NaN/inf is decomposed as zeros and
+    flagged in `finite` instead: torch.linalg.svd raises on such input, and the caller turns the
+    flag into a NaN loss term, which the trainer reports by name. Half precision is computed in
+    float32 (no half SVD)."""
     x = feat.flatten(2).transpose(1, 2) if axis == "channels" else feat.flatten(1, 2)
     x = x if x.dtype == torch.float64 else x.float()
+    finite = torch.isfinite(x).flatten(1).all(dim=1)
+    x = torch.where(finite[:, None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
     _, values, vh = torch.linalg.svd(x, full_matrices=False)
     vectors = torch.nan_to_num(vh.transpose(1, 2)[:, :, :k], nan=0.0, posinf=0.0, neginf=0.0)
     values = torch.nan_to_num(values[:, :k], nan=0.0, posinf=0.0, neginf=0.0)
-    return F.normalize(vectors, dim=1), F.normalize(values, dim=1)
+    return F.normalize(vectors, dim=1), F.normalize(values, dim=1), finite
 
 
 def align_singular_vectors(v_s, v_t):
@@ -173,14 +178,21 @@ def kdsvd_loss(feats_s, feats_t, k=1, axis="channels"):
     k + 3 candidates aligned to the teacher's k), scale both by the teacher's singular values,
     and match the RBF maps exp(-(v_i - v_{i-1})^2 / 8) between consecutive stages, element-wise
     over all channel pairs. Sum of squared differences divided by the batch size. `axis`: see
-    top_singular_vectors ("width" gives mdistiller's loss, over pairs of width positions)."""
+    top_singular_vectors ("width" gives mdistiller's loss, over pairs of width positions).
+    NaN when any feature map holds NaN/inf (never an SVD error), so the term is named.
+
+    As mdistiller's, the SVD's backward divides by differences of squared singular values: a
+    student map with fewer than k + 3 distinct non-zero singular values (e.g. a (C*H) x W map
+    of rank < k + 3) gives a finite loss but non-finite gradients, and the next step's features
+    are NaN. Non-finite squared differences are zeroed, as mdistiller does."""
     def rbf(v, v_prev):
         return torch.exp(-(v.unsqueeze(2) - v_prev.unsqueeze(1)).pow(2) / 8)
 
-    loss, prev = 0.0, None
+    loss, prev, finite = 0.0, None, True
     for f_s, f_t in zip(feats_s, feats_t):
-        v_t, s_t = top_singular_vectors(f_t, k, axis)
-        v_s, _ = top_singular_vectors(f_s, k + 3, axis)
+        v_t, s_t, finite_t = top_singular_vectors(f_t, k, axis)
+        v_s, _, finite_s = top_singular_vectors(f_s, k + 3, axis)
+        finite = finite & finite_t.all() & finite_s.all()
         v_s = align_singular_vectors(v_s, v_t)
         scale = s_t.unsqueeze(1)
         v_s, v_t = v_s * scale, v_t * scale
@@ -188,7 +200,7 @@ def kdsvd_loss(feats_s, feats_t, k=1, axis="channels"):
             diff = (rbf(v_s, prev[0]) - rbf(v_t, prev[1]).detach()).pow(2)
             loss = loss + torch.nan_to_num(diff, nan=0.0, posinf=0.0, neginf=0.0).sum()
         prev = (v_s, v_t)
-    return loss / feats_s[0].shape[0]
+    return loss / feats_s[0].shape[0] + torch.where(finite, 0.0, float("nan"))  # NaN if flagged; no host sync
 
 
 # ----------------------------------------------------------------------------- ReviewKD

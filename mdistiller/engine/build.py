@@ -11,8 +11,8 @@ import os
 
 from ..distillers import build_distiller, check_distiller_cfg, teacher_required
 from ..distillers.inputs import input_views, needs_index, teacher_train_key
-from ..errors import CheckpointError, ConfigError
-from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
+from ..errors import CheckpointError, ConfigError, DataError
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights, missing_weights_words
 from .device import configure_backends, describe_speed_settings, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
 from .graph_step import check_cuda_graph
@@ -48,11 +48,21 @@ def build_models(cfg, num_classes):
     init = cfg.DISTILLER.STUDENT_WEIGHTS
     if init:
         if not os.path.isfile(init):
-            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which does not exist; "
+            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which {missing_weights_words(init)}; "
                                   "point it to a .pth or .safetensors file, or leave it empty for random init")
         load_weights(student, init, extract=extract_student_state_dict)
     teacher = load_teacher(cfg, num_classes, size) if teacher_required(cfg) else None
     return student, teacher
+
+
+def check_has_batches(cfg, train_loader, num_data, world_size=1):
+    """A training set too small for one batch is refused before anything trains (a run of zero
+    steps would report its NaN mean loss as a divergence)."""
+    if len(train_loader) == 0:
+        subset = f" (DATASET.TRAIN_SUBSET {cfg.DATASET.TRAIN_SUBSET})" if cfg.DATASET.TRAIN_SUBSET else ""
+        raise DataError(f"the training set has {num_data} sample(s){subset}, too few for one batch: a batch of one "
+                        f"sample per process is dropped (BatchNorm needs two); use at least {2 * world_size} "
+                        "training samples")
 
 
 def build_run(cfg, info, device):
@@ -62,6 +72,7 @@ def build_run(cfg, info, device):
     views, with_index = input_views(cfg), needs_index(cfg)
     train_loader, test_loader, num_data, num_classes = build_loaders(
         cfg, views, with_index=with_index, rank=info.rank, world_size=info.world_size, device=device)
+    check_has_batches(cfg, train_loader, num_data, info.world_size)
     student, teacher = build_models(cfg, num_classes)
     distiller = build_distiller(cfg, student, teacher, num_data)
     if cfg.DISTILLER.TYPE != "NONE":
@@ -70,11 +81,20 @@ def build_run(cfg, info, device):
     return run, train_loader, test_loader
 
 
+def check_config_alone(cfg):
+    """What the config alone decides (distiller settings, model names, views), checked before
+    the run lock writes anything beside the run folder."""
+    check_distiller_cfg(cfg)
+    check_names(cfg)
+    input_views(cfg)
+
+
 def train(cfg, resume=False, overwrite=False, step_hooks=()):
     """Train as configured (one process, or one of torchrun's); returns the best test top-1.
     Rank 0 holds the run folder's lock throughout (engine/run_lock.py): RunHeld when another
     process trains it."""
     info = env_dist_info()
+    check_config_alone(cfg)
     with holding([run_folder(cfg)]) if info.is_main else contextlib.nullcontext():
         return _train(cfg, info, resume, overwrite, step_hooks)
 
@@ -85,9 +105,6 @@ def _train(cfg, info, resume, overwrite, step_hooks):
     problem = check_start(files, resume, overwrite, cfg)
     if problem:  # before reading any data (the trainer checks again, in step with every rank)
         raise CheckpointError(problem)
-    check_distiller_cfg(cfg)
-    check_names(cfg)
-    input_views(cfg)
     if cfg.SOLVER.CUDA_GRAPH:
         check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
     configure_backends(device, cfg.DETERMINISTIC)
@@ -143,6 +160,7 @@ def build_paired_runs(cfgs, info, device):
     index_cfg = next((cfg for cfg in cfgs if needs_index(cfg)), None)
     train_loader, test_loader, num_data, num_classes = build_loaders(
         index_cfg or cfgs[0], max(views), with_index=index_cfg is not None, device=device)
+    check_has_batches(cfgs[0], train_loader, num_data)
     after_loaders = capture_rng_state()
     teacher, distillers = None, []
     for cfg in cfgs:
@@ -174,6 +192,8 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
     info = env_dist_info()
     if info.enabled:
         raise ConfigError("paired training runs in one process; start it with python, not torchrun")
+    for cfg in cfgs:
+        check_config_alone(cfg)
     with holding([run_folder(cfg) for cfg in cfgs]):
         return _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap)
 
@@ -184,9 +204,6 @@ def _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap):
         problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite, cfg)
         if problem:  # before reading any data (the trainer checks again)
             raise CheckpointError(problem)
-        check_distiller_cfg(cfg)
-        check_names(cfg)
-        input_views(cfg)
     device = resolve_device(cfgs[0].DEVICE)
     configure_backends(device, cfgs[0].DETERMINISTIC)
     for amp in dict.fromkeys(cfg.SOLVER.AMP for cfg in cfgs):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights, missing_weights_words
 from .device import autocast, configure_backends, prepare_model, resolve_channels_last, resolve_device, to_device
 from .distributed import DistInfo
 from .metrics import RunningSums, correct_counts
@@ -56,8 +56,8 @@ def evaluate_checkpoint(cfg, name, ckpt="pretrain", progress=True):
     from ..models import check_model, create_model, load_teacher, model_settings
 
     if ckpt != "pretrain" and not os.path.isfile(ckpt):  # before reading any data
-        raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) does not exist; pass a run's student_best, "
-                              "latest or best, or a teacher checkpoint file")
+        raise CheckpointError(f"checkpoint {ckpt} (-c/--ckpt) {missing_weights_words(ckpt)}; pass a run's "
+                              "student_best, latest or best, or a teacher checkpoint file")
     # a model outside the zoo is built with DISTILLER.STUDENT_KWARGS / _FEATURES ("pretrain": as a teacher)
     role = "TEACHER" if ckpt == "pretrain" else "STUDENT"
     settings = {**model_settings(cfg, role, input_size_for(cfg) or (32, 32)), "key": "-m/--model"}

@@ -142,6 +142,7 @@ class StudentRun:
         self.last_stats = {}  # the last epoch's statistics, for the end-of-training summary
         self.lr = None  # the LR last set on this run's optimizer
         self.epoch_done = 0  # last completed epoch (set by a resume)
+        self.epochs_begun = 0  # epochs this process has started (0 or 1: no update has happened yet)
         self.stopped = None  # why this run stopped early (see the module docstring), else None
         self._first_bad = self._bad_values = self._bad_names = None
 
@@ -166,6 +167,7 @@ class StudentRun:
 
     # ------------------------------------------------------------------ one step
     def begin_epoch(self):
+        self.epochs_begun += 1
         self.model.train()
         self.sums = RunningSums(self.device)
         self.stat_sums = StatSums()
@@ -210,10 +212,28 @@ class StudentRun:
             broken = [k for k, v in terms.items() if not math.isfinite(v)] or ["the sum of the terms"]
             shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
             where = f"iteration {first + 1}/{iters}: {', '.join(broken)} ({shown})"
+            every = len(broken) == len(terms) > 1
         else:
-            where = "an iteration on another rank"
+            where, every = "an iteration on another rank", False
         raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, {where}; {self._kept()}; "
-                                 "lower SOLVER.LR or use SOLVER.AMP bf16/none")
+                                 f"{self._divergence_advice(first, every)}")
+
+    def _divergence_advice(self, first, every=False):
+        """The way out that fits the cause (messages must be true): broken teacher weights, a
+        loss that is non-finite before any update (no LR can help), or a step that was too large."""
+        teacher = getattr(self.distiller, "teacher", None)
+        if teacher is not None and not all(torch.isfinite(t).all() for t in teacher.state_dict().values()
+                                           if t.is_floating_point()):
+            return ("the teacher's weights hold NaN/inf: point DISTILLER.TEACHER_WEIGHTS to intact weights "
+                    "(check them with tools/eval.py)")
+        if first == 0 and self.epochs_begun == 1:
+            return ("it was the first step, before any update, so the teacher's outputs or a loss term are "
+                    "non-finite on this data: check the teacher with tools/eval.py and the named term's settings")
+        if every:
+            return ("every term is non-finite, so an earlier update left non-finite weights (a NaN gradient, "
+                    "such as KDSVD's on a degenerate map, or too large a step): lower SOLVER.LR or use SOLVER.AMP "
+                    "bf16/none")
+        return "lower SOLVER.LR or use SOLVER.AMP bf16/none"
 
     def _kept(self):
         """What a stop for divergence leaves: the last committed epoch, whose weights are finite."""
@@ -466,7 +486,10 @@ class Trainer:
                     set_lr(run.optimizer, step_lr)
                     run.lr = step_lr
             batch = to_device(as_batch_dict(batch), self.device, self.runs[0].channels_last)
-            self.step(runs, batch, epoch, it)
+            try:
+                self.step(runs, batch, epoch, it)
+            except torch.linalg.LinAlgError as err:  # e.g. an SVD of NaN features: one line, not a traceback
+                raise self._linalg_failure(err, runs, epoch, it, iters) from None
             seen += batch["target"].shape[0]
             bar.advance()
             for hook in self.step_hooks:
@@ -501,6 +524,13 @@ class Trainer:
             label = f"{os.path.basename(run.files.folder)}: " if len(self.runs) > 1 else ""
             say(label + epoch_summary(epoch, cfg.SOLVER.EPOCHS, epoch_lr, train, test, run.best_acc, images_per_s,
                                       seconds), info.is_main)
+
+    def _linalg_failure(self, err, runs, epoch, it, iters):
+        """A loss term's linear algebra failed on this batch (torch raises on non-finite input)."""
+        names = ", ".join(dict.fromkeys("+".join([r.cfg.DISTILLER.TYPE, *r.cfg.DISTILLER.STACK]) for r in runs))
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        return NonFiniteLossError(f"non-finite values at epoch {epoch}, iteration {it + 1}/{iters}: a loss term of "
+                                  f"{names} failed ({first}); {runs[0]._kept()}; {runs[0]._divergence_advice(it)}")
 
     def _evaluate(self, runs):
         """Test metrics of each run. Every evaluation starts from the same random state (a test

@@ -12,7 +12,7 @@ those exist for the whole network (the classifier included: same number of class
 """
 import os
 
-from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights, missing_weights_words
 from ..errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from .external import is_external, published_weights_problem
 from .registry import create_model, model_entry, model_settings
@@ -63,8 +63,9 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", *
         num_classes = DEFAULT_NUM_CLASSES[dataset]
     if weights_path:
         if not os.path.isfile(weights_path):
-            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
-                                  "point it to a teacher checkpoint (e.g. a run's student_best)")
+            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, "
+                                  f"which {missing_weights_words(weights_path)}; point it to a teacher checkpoint "
+                                  "(e.g. a run's student_best)")
         # A run's full `best`/`latest` works too: its student part is the classifier.
         try:
             model = load_weights(create_model(name, num_classes, dataset, **settings), weights_path,

@@ -100,6 +100,38 @@ def extract_state_dict(ckpt, path="checkpoint"):
     return sd
 
 
+RUN_WEIGHT_FILES = ("student_best", "student_latest", "best", "latest")  # what to name inside a run folder
+
+
+def missing_weights_words(path):
+    """Why `path` (not a file) cannot be a weights file, and which file to name instead:
+    'is a folder; name the checkpoint file inside it, e.g. RUN/student_best' or 'does not exist'."""
+    if not os.path.isdir(path):
+        return "does not exist"
+    inside = next((name for name in RUN_WEIGHT_FILES if os.path.isfile(os.path.join(path, name))), None)
+    example = os.path.join(path, inside) if inside else os.path.join(path, "<checkpoint file>")
+    return f"is a folder; name the checkpoint file inside it, e.g. {example}"
+
+
+def check_weights(sd, own, path):
+    """Every file tensor that fills a floating-point model tensor must be a finite real float
+    (an int/bool/complex or NaN/inf tensor would load by a silent cast, or poison the model)."""
+    for key, target in own.items():
+        value = sd[key]
+        if not torch.is_tensor(value):
+            raise CheckpointError(f"checkpoint {path} holds a {type(value).__name__} at {key}, not a tensor; "
+                                  "it is not a state dict of model weights: point to a checkpoint saved from a model")
+        if not target.is_floating_point():
+            continue
+        if not value.is_floating_point():
+            raise CheckpointError(f"checkpoint {path} holds {key} as {str(value.dtype).replace('torch.', '')}, "
+                                  "not floating point: these are not trained weights; re-save them as float "
+                                  "tensors or point to another checkpoint")
+        if not torch.isfinite(value).all():
+            raise CheckpointError(f"checkpoint {path} holds NaN/inf values in {key}: the weights are broken "
+                                  "(a diverged run?); point to an intact checkpoint, e.g. an earlier epoch_N")
+
+
 def extract_student_state_dict(ckpt, path="checkpoint"):
     """A classifier's weights from any checkpoint a run or the model zoo produces: a student or
     teacher file (`{"model": sd}`) as is, or the student part of a full distiller checkpoint
@@ -123,6 +155,7 @@ def load_weights(model, path, strict=True, extract=extract_state_dict):
     for k in sd:
         if k not in own:
             unexpected.append(k)
+    check_weights(sd, {k: v for k, v in own.items() if k in sd}, path)
     bad_shape = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
     if strict and (missing or unexpected or bad_shape):
         detail = []

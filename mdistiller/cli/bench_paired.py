@@ -17,18 +17,17 @@ would reach if sharing the teacher pass were all it saved) and writes the number
 machine, as JSON.
 Exit codes: 0 done, 2 bad input (one `error: ...` line).
 """
-import argparse
 import json
 import os
 import platform
 import sys
 
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts, print_error
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="paired vs solo training wall time")
+    p = new_parser("bench_paired", "paired vs solo training wall time")
     p.add_argument("--root", required=True, help="dataset folder (DATASET.ROOT), e.g. one holding cifar100/")
     p.add_argument("--methods", nargs="+", default=["NONE", "KD", "DKD", "SLD"], help="registered method names")
     p.add_argument("--pair", default="res32x4_res8x4", help="config name of the teacher/student pair")
@@ -137,7 +136,7 @@ def main(argv=None):
             for line in format_speed(repeats[-1]):
                 print(line)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         return 2
     best_solo, best_paired = min(r["solo_total_s"] for r in repeats), min(r["paired_s"] for r in repeats)
     result = {"repeats": repeats, "solo_total_min_s": best_solo, "paired_min_s": best_paired,

@@ -25,11 +25,11 @@ from ..data import load_cifar100_arrays
 from ..data.fast.bench import profile_fast_pipeline
 from ..engine.device import configure_backends, resolve_device
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="speed of the SLD training path (reference vs ours)")
+    p = new_parser("bench_speed", "speed of the SLD training path (reference vs ours)")
     p.add_argument("--cfg", default="configs/cifar100/sld/res32x4_res8x4.yaml", help="YAML config")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--root", help="CIFAR-100 folder (image-folder or cifar-100-python layout)")

@@ -1,23 +1,22 @@
 """From a config to a finished run: `train(cfg, resume, overwrite)` is what tools/train.py runs.
 
-Order matters and is chosen to fail early: the output folder and the distiller's config are
-checked before any data is read; the distiller class decides the data pipeline (views,
+Order matters and is chosen to fail early: every input (output folder, configs, data layout,
+weights files; engine/preflight.py) is checked before any data is read; the distiller class decides the data pipeline (views,
 sample indices) before the loaders are built; the loaders give the number of classes the
 models need. `train_paired(cfgs, ...)` trains several configs' students on one data stream with
 one teacher pass per batch (engine/paired.py), each built exactly as its solo run would be.
 """
-import os
-
-from ..distillers import build_distiller, check_distiller_cfg, teacher_required
+from ..distillers import build_distiller, teacher_required
 from ..distillers.inputs import input_views, needs_index, teacher_train_key
-from ..errors import CheckpointError, ConfigError
+from ..distillers.stack import extra_parameters_line
+from ..errors import ConfigError
 from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
 from .device import configure_backends, describe_speed_settings, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
-from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
-from .run_folder import RunFiles, check_start, run_folder
+from .preflight import check_inputs, start_problem, student_weights
+from .run_folder import RunFiles, run_folder
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .trainer import StudentRun, Trainer, stopped_reason
 
@@ -36,11 +35,8 @@ def build_models(cfg, num_classes):
     size = input_size_for(cfg) or (32, 32)
     student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE,
                            **model_settings(cfg, "STUDENT", size))
-    init = cfg.DISTILLER.STUDENT_WEIGHTS
+    init = student_weights(cfg)
     if init:
-        if not os.path.isfile(init):
-            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which does not exist; "
-                                  "point it to a .pth or .safetensors file, or leave it empty for random init")
         load_weights(student, init, extract=extract_student_state_dict)
     teacher = load_teacher(cfg, num_classes, size) if teacher_required(cfg) else None
     return student, teacher
@@ -56,7 +52,7 @@ def build_run(cfg, info, device):
     student, teacher = build_models(cfg, num_classes)
     distiller = build_distiller(cfg, student, teacher, num_data)
     if cfg.DISTILLER.TYPE != "NONE":
-        say(f"{cfg.DISTILLER.TYPE}: {distiller.get_extra_parameters()} extra parameters", info.is_main)
+        say(extra_parameters_line(cfg, distiller), info.is_main)
     run = StudentRun(cfg, distiller, run_folder(cfg), device, info)
     return run, train_loader, test_loader
 
@@ -66,13 +62,9 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     info = env_dist_info()
     device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
     files = RunFiles(run_folder(cfg))
-    problem = check_start(files, resume, overwrite, cfg)
-    if problem:  # before reading any data (the trainer checks again, in step with every rank)
-        raise CheckpointError(problem)
-    check_distiller_cfg(cfg)
-    input_views(cfg)
-    if cfg.SOLVER.CUDA_GRAPH:
-        check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
+    # Every input at once, before any data is read (the trainer checks the run folder again, in
+    # step with every rank; StudentRun the CUDA graph).
+    check_inputs([cfg], lambda c: start_problem(c, resume, overwrite), info.world_size)
     configure_backends(device, cfg.DETERMINISTIC)
     say(slow_amp_warning(cfg.SOLVER.AMP, device), info.is_main)
     init_process_group(info, device)
@@ -118,8 +110,7 @@ def build_paired_runs(cfgs, info, device):
             own_teacher = teacher
         distiller = build_distiller(cfg, student, own_teacher, num_data)
         if cfg.DISTILLER.TYPE != "NONE":
-            say(f"{run_folder(cfg)}: {cfg.DISTILLER.TYPE} {distiller.get_extra_parameters()} extra parameters",
-                info.is_main)
+            say(f"{run_folder(cfg)}: {extra_parameters_line(cfg, distiller)}", info.is_main)
         distillers.append(distiller)
     runs = [StudentRun(cfg, d, run_folder(cfg), device, info) for cfg, d in zip(cfgs, distillers)]
     return runs, views, train_loader, test_loader
@@ -134,13 +125,11 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
     info = env_dist_info()
     if info.enabled:
         raise ConfigError("paired training runs in one process; start it with python, not torchrun")
-    for cfg in cfgs:
-        files = RunFiles(run_folder(cfg))
-        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite, cfg)
-        if problem:  # before reading any data (the trainer checks again)
-            raise CheckpointError(problem)
-        check_distiller_cfg(cfg)
-        input_views(cfg)
+    def start(cfg):  # a stopped (diverged) run of the group stays stopped on resume
+        if not (resume and stopped_reason(run_folder(cfg))):
+            start_problem(cfg, resume, overwrite)
+
+    check_inputs(cfgs, start)  # every input of every run at once, before any data is read
     device = resolve_device(cfgs[0].DEVICE)
     configure_backends(device, cfgs[0].DETERMINISTIC)
     for amp in dict.fromkeys(cfg.SOLVER.AMP for cfg in cfgs):

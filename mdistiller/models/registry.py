@@ -3,7 +3,7 @@ names with a colon (timm:..., torchvision:..., package.module:callable) go to ex
 from ..errors import ConfigError
 from .cifar import cifar_model_dict
 from .demo_cnn import demo_model_dict
-from .external import build_external, is_external
+from .external import build_external, external_constructor, is_external
 from .imagenet import imagenet_model_dict
 from .tiny_imagenet import tiny_imagenet_model_dict
 
@@ -53,10 +53,7 @@ def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT",
     models from outside the zoo only (see adapter.py)."""
     if is_external(name):
         return build_external(name, num_classes, kwargs, features, input_size, key)
-    if features:
-        raise ConfigError(f"config key {key}_FEATURES is set, but {name} is a zoo model that returns its own "
-                          f"features; clear {key}_FEATURES")
-    constructor, _ = model_entry(name, dataset, key)
+    constructor = check_model_name(name, dataset, key, features)
     if not kwargs:
         return constructor(num_classes=num_classes)
     try:
@@ -64,6 +61,18 @@ def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT",
     except TypeError as err:
         raise ConfigError(f"config key {key} is {name}, whose constructor refuses {key}_KWARGS "
                           f"{dict(kwargs)} ({err}); fix the arguments") from None
+
+
+def check_model_name(name, dataset="cifar100", key="DISTILLER.STUDENT", features=()):
+    """ConfigError unless `name` can be built for `dataset` (without building it): a zoo name (its
+    constructor is returned) without `features`, or an external name whose module and constructor
+    exist (which imports that module: the config named it as code to run)."""
+    if is_external(name):
+        return external_constructor(name, key)
+    if features:
+        raise ConfigError(f"config key {key}_FEATURES is set, but {name} is a zoo model that returns its own "
+                          f"features; clear {key}_FEATURES")
+    return model_entry(name, dataset, key)[0]
 
 
 def model_settings(cfg, role, input_size=(32, 32)):

@@ -12,6 +12,7 @@ import sys
 
 from ..errors import ConfigError
 
+MAX_THREADS = 1024  # --threads: torch CPU threads (more is a typo; torch overflows past 2**63)
 PLUGIN_HELP = ("import this module before reading configs (its distillers and config sections; "
                "added to PLUGINS); repeatable")
 

@@ -23,7 +23,7 @@ import platform
 import sys
 
 from ..errors import UserError
-from . import add_config_arguments, new_parser, plugin_opts, print_error
+from . import MAX_THREADS, add_config_arguments, new_parser, plugin_opts, print_error
 
 
 def parse_args(argv=None):
@@ -49,6 +49,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if min(args.train_subset, args.test_subset, args.workers, args.threads) < 0 or min(args.epochs, args.repeat) < 1:
         p.error("--train-subset/--test-subset/--workers/--threads must be >= 0, --epochs and --repeat >= 1")
+    if args.threads > MAX_THREADS:
+        p.error(f"--threads is {args.threads}; use at most {MAX_THREADS}")
     try:
         args.opts = plugin_opts(args) + args.opts  # every run's config lists them (PLUGINS)
     except UserError as err:

@@ -5,8 +5,12 @@ The default suite runs a seeded subset in this process (a few refused cases per 
 two cases as real child processes; the full sweep (`python tools/fuzz_cli.py`, or this file with
 `-m slow`) runs every generated case.
 """
+import os
+import re
+
 import pytest
 
+from helpers.tiny import REPO
 from helpers.tools import load_tool
 
 fuzz = load_tool("fuzz_cli")
@@ -27,6 +31,10 @@ def test_the_generator_is_seeded_covers_every_program_and_key_and_has_500_cases(
     assert {c.program for c in cases} == set(fuzz.PROGRAMS)
     broken_keys = {c.what.split(" ")[0] for c in cases if c.program == "train"}
     assert {key for key, _ in fuzz.flat_keys()} <= broken_keys
+    readme = open(os.path.join(REPO, "README.md")).read()
+    said = re.search(r"with ([\d,]+) generated\s+malformed command lines", readme)
+    assert said and int(said.group(1).replace(",", "")) == len(cases), f"the README's count is now {len(cases)}"
+    assert f"`{len(cases)} cases, 0 tracebacks, 0 other failures" in readme
 
 
 def test_the_verdict_accepts_one_error_line_or_success_only():

@@ -88,3 +88,15 @@ def test_good_inputs_pass_and_a_refused_run_folder_is_one_of_the_problems(data_a
     bad_root = load_cfg(None, opts + ["DATASET.ROOT", str(tmp_path / "none")])
     found = [str(p) for p in input_problems([bad_root])]
     assert len(found) == 2 and "already holds checkpoints" in found[0] and "not found under" in found[1]
+
+
+def test_paired_training_checks_every_run_before_training(tmp_path):
+    from mdistiller.engine.build import train_paired
+
+    opts = ["DATASET.ROOT", str(tmp_path / "none"), "DISTILLER.TEACHER", "resnet56", "DISTILLER.STUDENT", "resnet8",
+            "LOG.PREFIX", str(tmp_path / "out"), "DEVICE", "cpu"]
+    cfgs = [load_cfg(None, opts + ["DISTILLER.TYPE", m, "EXPERIMENT.NAME", m]) for m in ("KD", "DKD")]
+    with pytest.raises(InputProblems) as err:
+        train_paired(cfgs)
+    assert [p.split(" ")[0] for p in err.value.problems] == ["CIFAR-100", "teacher"]
+    assert not (tmp_path / "out").exists()

@@ -24,6 +24,7 @@ global torch settings restored after each); `--subprocess` runs each in a child 
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import random
@@ -40,6 +41,11 @@ from typing import List, NamedTuple
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+# tools/reliability.py (its Context writes the image folder both tools train on), by file path
+# so that tools/ does not go on sys.path (its train.py, eval.py ... would shadow other modules)
+_spec = importlib.util.spec_from_file_location("reliability_tool", REPO / "tools" / "reliability.py")
+reliability = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reliability)
 
 TRACEBACK = "Traceback (most recent call last)"
 PROGRAMS = ("train", "eval", "benchmark", "analyze", "demo", "bench_paired", "bench_speed", "feature_shapes")
@@ -79,19 +85,13 @@ class Workspace:
         self.data = self.root / "data"
 
     def build(self):
-        import numpy as np
         import torch
-        from PIL import Image
 
         from mdistiller.models import create_model
 
-        rng = np.random.default_rng(0)
-        for split, count in (("train", 8), ("test", 4)):
-            for c, name in enumerate(("ant", "bee", "cat")):
-                (self.data / split / name).mkdir(parents=True)
-                for i in range(count):
-                    pixels = rng.integers(0, 60, (16, 16, 3)) + np.eye(3, dtype=np.int64)[c] * 180
-                    Image.fromarray(pixels.astype(np.uint8)).save(self.data / split / name / f"{i}.png")
+        # the 3-class 16x16 colour folder of tools/reliability.py's cases, moved to data/
+        shutil.move(str(reliability.Context(self.root / "rel").image_folder()), str(self.data))
+        shutil.rmtree(self.root / "rel")
         torch.manual_seed(0)
         model = create_model("resnet8", 3).state_dict()
         torch.save({"model": model}, self.root / "teacher.pth")
@@ -477,11 +477,13 @@ def describe(index, case):
 
 
 def sweep(indices, cases, ws, in_process=True, show=False, report=print):
-    """Runs the chosen cases; returns {"cases": n, "tracebacks": t, "failures": [(index, why, output)]}.
+    """Runs the chosen cases; returns {"cases": n, "tracebacks": t, "failures": [(index, why, output)],
+    "ran": how many ended normally (exit 0)}.
     `show`: print every case's output, not only the failures'."""
-    failures, tracebacks = [], 0
+    failures, tracebacks, ran = [], 0, 0
     for index in indices:
         why, code, out, err, secs = run_case(cases[index], ws, in_process)
+        ran += code == 0
         if why:
             tracebacks += why == "traceback"
             failures.append((index, why, err or out))
@@ -489,7 +491,7 @@ def sweep(indices, cases, ws, in_process=True, show=False, report=print):
         if show:
             report(f"{describe(index, cases[index])}\n  exit {code}, {secs:.1f} s, {why or 'ok'}\n{out}{err}")
         shutil.rmtree(Path(ws) / "out", ignore_errors=True)  # every case starts from no outputs
-    return {"cases": len(indices), "tracebacks": tracebacks, "failures": failures}
+    return {"cases": len(indices), "tracebacks": tracebacks, "failures": failures, "ran": ran}
 
 
 def main(argv=None):
@@ -517,7 +519,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(ws, ignore_errors=True)
     print(f"{result['cases']} cases, {result['tracebacks']} tracebacks, "
-          f"{len(result['failures']) - result['tracebacks']} other failures ({time.time() - start:.0f} s, seed {args.seed})")
+          f"{len(result['failures']) - result['tracebacks']} other failures; {result['ran']} ran normally "
+          f"({time.time() - start:.0f} s, seed {args.seed})")
     return 0 if not result["failures"] else 1
 
 

@@ -64,7 +64,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     files = RunFiles(run_folder(cfg))
     # Every input at once, before any data is read (the trainer checks the run folder again, in
     # step with every rank; StudentRun the CUDA graph).
-    check_inputs([cfg], lambda c: start_problem(c, resume, overwrite), info.world_size)
+    check_inputs([cfg], lambda c: start_problem(c, resume, overwrite), info)
     configure_backends(device, cfg.DETERMINISTIC)
     say(slow_amp_warning(cfg.SOLVER.AMP, device), info.is_main)
     init_process_group(info, device)

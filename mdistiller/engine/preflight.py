@@ -20,6 +20,7 @@ from ..errors import CheckpointError, OutputError, UnreadableCheckpoint, UserErr
 from ..plugins import load_plugins
 from ..runtime.checkpoint_io import extract_student_state_dict, load_checkpoint
 from .device import resolve_device
+from .distributed import DistInfo
 from .graph_step import check_cuda_graph
 from .run_folder import RunFiles, check_start, run_folder
 
@@ -99,10 +100,10 @@ def check_teacher_weights(cfg):
         check_weights_file(path, INTACT_TEACHER)
 
 
-def check_device(cfg, world_size):
-    device = resolve_device(cfg.DEVICE)
+def check_device(cfg, info):
+    device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
     if cfg.SOLVER.CUDA_GRAPH:
-        check_cuda_graph(cfg, device, world_size)
+        check_cuda_graph(cfg, device, info.world_size)
 
 
 def check_data(cfg):
@@ -111,21 +112,21 @@ def check_data(cfg):
     locate_data(cfg)
 
 
-def run_checks(cfg, start=start_problem, world_size=1):
+def run_checks(cfg, start=start_problem, info=DistInfo()):
     """The checks for one config (callables that raise a UserError), in the order a user would
     fix what they find."""
     checks = [lambda: load_plugins(cfg.PLUGINS), lambda: check_distiller_cfg(cfg), lambda: input_views(cfg),
-              lambda: check_device(cfg, world_size), lambda: check_models(cfg), lambda: check_data(cfg),
+              lambda: check_device(cfg, info), lambda: check_models(cfg), lambda: check_data(cfg),
               lambda: check_teacher_weights(cfg), lambda: check_student_weights(cfg),
               lambda: check_writable(run_folder(cfg))]
     return ([lambda: start(cfg)] if start is not None else []) + checks
 
 
-def input_problems(cfgs, start=start_problem, world_size=1):
+def input_problems(cfgs, start=start_problem, info=DistInfo()):
     """The distinct UserErrors of every check of every config, in order (see module docstring)."""
     found = {}
     for cfg in cfgs:
-        for check in run_checks(cfg, start, world_size):
+        for check in run_checks(cfg, start, info):
             try:
                 check()
             except UserError as err:
@@ -133,11 +134,12 @@ def input_problems(cfgs, start=start_problem, world_size=1):
     return list(found.values())
 
 
-def check_inputs(cfgs, start=start_problem, world_size=1):
+def check_inputs(cfgs, start=start_problem, info=DistInfo()):
     """Raise the problems `input_problems` finds: one as itself, several as one InputProblems.
     `start(cfg)` raises when the run folder refuses the start (None: not checked, e.g. when the
-    caller decides per run whether to start, resume or skip)."""
-    problems = input_problems(cfgs, start, world_size)
+    caller decides per run whether to start, resume or skip); `info`: this process's place under
+    torchrun (its device is cuda:LOCAL_RANK; a CUDA graph needs one process)."""
+    problems = input_problems(cfgs, start, info)
     if len(problems) == 1:
         raise problems[0]
     if problems:

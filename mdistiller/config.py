@@ -497,6 +497,10 @@ CHOICES = {
 }
 
 
+# Loader processes per training process: more is a typo, not a machine (each is a whole Python
+# process; 10**20 would fork until the machine stops).
+MAX_NUM_WORKERS = 256
+
 # numpy takes seeds below 2**32; per-rank and per-epoch offsets are added to SEED (engine/seeding.py)
 MAX_SEED = 2**31 - 1
 
@@ -538,6 +542,8 @@ def validate_cfg(cfg):
     d = cfg.DATASET
     for key in ("NUM_WORKERS", "TRAIN_SUBSET", "TEST_SUBSET", "NUM_CLASSES", "IMAGE_SIZE"):
         _require(d[key] >= 0, f"config key DATASET.{key} is {d[key]}; it must be >= 0")
+    _require(d.NUM_WORKERS <= MAX_NUM_WORKERS,
+             f"config key DATASET.NUM_WORKERS is {d.NUM_WORKERS}; use at most {MAX_NUM_WORKERS} loader processes")
     _require(cfg.LOG.SAVE_CHECKPOINT_FREQ >= 1,
              f"config key LOG.SAVE_CHECKPOINT_FREQ is {cfg.LOG.SAVE_CHECKPOINT_FREQ}; it must be at least 1")
     _require(cfg.LOG.TENSORBOARD_FREQ >= 1,

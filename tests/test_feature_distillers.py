@@ -193,7 +193,8 @@ def test_mismatched_pairs_raise_one_line_config_errors(teacher):
          r"stage channels \[16, 32, 64\]; it compares singular vectors channel by channel"),
         ("KDSVD", "vgg8", [], r"KDSVD cannot pair teacher resnet32x4 stage widths \[32, 16, 8\] with student vgg8 "
                              r"stage widths \[16, 8, 4, 4\]; .* or set KDSVD.FAITHFUL False"),
-        ("CRD", "resnet20", [], "set CRD.FEAT.TEACHER_DIM 256 and CRD.FEAT.STUDENT_DIM 64"),
+        ("CRD", "resnet20", [], r"CRD: config key CRD.FEAT.STUDENT_DIM is 256, but the student resnet20's pooled "
+                                r"feature has size 64; set CRD.FEAT.STUDENT_DIM 64$"),
         ("REVIEWKD", "resnet20", [], r"REVIEWKD.IN_CHANNELS is \[64, 128, 256, 256\] but this pair needs \[16, 32, 64, 64\]"),
     ]
     for method, name, opts, message in cases:

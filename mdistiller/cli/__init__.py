@@ -7,11 +7,31 @@ before the config is read and added to the config's PLUGINS (mdistiller/plugins.
 """
 
 import argparse
+import os
+import sys
 
 from ..errors import ConfigError
 
+MAX_THREADS = 1024  # --threads: torch CPU threads (more is a typo; torch overflows past 2**63)
 PLUGIN_HELP = ("import this module before reading configs (its distillers and config sections; "
                "added to PLUGINS); repeatable")
+
+
+def new_parser(name, description):
+    """The program's argument parser. Its usage line names the program as it was started: the
+    file (`train.py`) for tools/<name>.py, else the console script (`mdistiller-train`), which is
+    also the name when main(argv) is called from other code."""
+    started = os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "")
+    script = f"mdistiller-{name.replace('_', '-')}"
+    prog = started if started in (f"{name}.py", script) else script
+    return argparse.ArgumentParser(prog=prog, description=description)
+
+
+def print_error(err):
+    """A UserError on stderr: `error: ` and its line, one such line per problem when it holds
+    several (engine/preflight.py's InputProblems)."""
+    for line in str(err).splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
 
 
 def add_config_arguments(parser, overrides="config overrides: KEY VALUE ..."):

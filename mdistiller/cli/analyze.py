@@ -15,17 +15,16 @@ folder is data: the plug-in modules its config.yaml lists (PLUGINS) are imported
 named with --plugin, or all of them with --allow-plugins. Needs matplotlib. Bad input prints
 one `error: ...` line and exits with code 2.
 """
-import argparse
 import sys
 
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts
 
 DATASETS = ["cifar100", "imagenet", "tiny_imagenet", "imagefolder", "demo"]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Compare a distilled student with its teacher: figures + analysis.md.")
+    p = new_parser("analyze", "Compare a distilled student with its teacher: figures + analysis.md.")
     p.add_argument("-c", "--ckpt", required=True, help="student checkpoint (student_best, latest, ...)")
     p.add_argument("-t", "--teacher", help="teacher checkpoint, or 'pretrain' for the model zoo's "
                                            "(default: the teacher inside the run's latest)")

@@ -17,18 +17,17 @@ would reach if sharing the teacher pass were all it saved) and writes the number
 machine, as JSON.
 Exit codes: 0 done, 2 bad input (one `error: ...` line).
 """
-import argparse
 import json
 import os
 import platform
 import sys
 
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import MAX_THREADS, add_config_arguments, new_parser, plugin_opts, print_error
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="paired vs solo training wall time")
+    p = new_parser("bench_paired", "paired vs solo training wall time")
     p.add_argument("--root", required=True, help="dataset folder (DATASET.ROOT), e.g. one holding cifar100/")
     p.add_argument("--methods", nargs="+", default=["NONE", "KD", "DKD", "SLD"], help="registered method names")
     p.add_argument("--pair", default="res32x4_res8x4", help="config name of the teacher/student pair")
@@ -50,6 +49,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if min(args.train_subset, args.test_subset, args.workers, args.threads) < 0 or min(args.epochs, args.repeat) < 1:
         p.error("--train-subset/--test-subset/--workers/--threads must be >= 0, --epochs and --repeat >= 1")
+    if args.threads > MAX_THREADS:
+        p.error(f"--threads is {args.threads}; use at most {MAX_THREADS}")
     try:
         args.opts = plugin_opts(args) + args.opts  # every run's config lists them (PLUGINS)
     except UserError as err:
@@ -137,7 +138,7 @@ def main(argv=None):
             for line in format_speed(repeats[-1]):
                 print(line)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         return 2
     best_solo, best_paired = min(r["solo_total_s"] for r in repeats), min(r["paired_s"] for r in repeats)
     result = {"repeats": repeats, "solo_total_min_s": best_solo, "paired_min_s": best_paired,

@@ -20,16 +20,18 @@ import sys
 import torch
 
 from ..benchmark.speed import benchmark_settings, format_table, run_benchmark, synthetic_cifar
-from ..config import load_cfg
+from ..config import MAX_NUM_WORKERS, load_cfg
 from ..data import load_cifar100_arrays
 from ..data.fast.bench import profile_fast_pipeline
 from ..engine.device import configure_backends, resolve_device
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import MAX_THREADS, add_config_arguments, new_parser, plugin_opts
+
+MAX_SYNTHETIC = 200_000  # --synthetic: 4x CIFAR-100's training set, 600 MB of uint8 images
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="speed of the SLD training path (reference vs ours)")
+    p = new_parser("bench_speed", "speed of the SLD training path (reference vs ours)")
     p.add_argument("--cfg", default="configs/cifar100/sld/res32x4_res8x4.yaml", help="YAML config")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--root", help="CIFAR-100 folder (image-folder or cifar-100-python layout)")
@@ -62,6 +64,9 @@ def main(argv=None):
     try:
         if min(args.batches - 1, args.warmup, args.workers, args.synthetic, args.subset, args.threads) < 0:
             raise UserError("--batches must be >= 1 and --warmup/--workers/--synthetic/--subset/--threads >= 0")
+        if args.workers > MAX_NUM_WORKERS or args.threads > MAX_THREADS or args.synthetic > MAX_SYNTHETIC:
+            raise UserError(f"--workers is at most {MAX_NUM_WORKERS}, --threads at most {MAX_THREADS} and --synthetic "
+                            f"at most {MAX_SYNTHETIC} (random images held in memory)")
         plugins = plugin_opts(args)  # first: it takes a trailing --plugin out of args.opts
         cfg = load_cfg(args.cfg, plugins + args.opts)
         device = resolve_device(args.device)

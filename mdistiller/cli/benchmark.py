@@ -27,16 +27,15 @@ results.csv (one row per run), results.json and results.png in --out (default: t
 output folder). Trailing KEY VALUE pairs override every run's config, as for tools/train.py.
 Exit codes: 0 done, 1 some runs failed, 2 bad input (one `error: ...` line).
 """
-import argparse
 import os
 import sys
 
 from ..errors import ConfigError, UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Run a benchmark matrix and build its tables.")
+    p = new_parser("benchmark", "Run a benchmark matrix and build its tables.")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--spec", help="benchmark spec YAML (methods, pairs, seeds, project)")
     what.add_argument("--cfg", nargs="+", metavar="YAML", help="config files, one cell each")

@@ -16,14 +16,13 @@ cosine LR, teacher included. It exercises the real pipeline on real data (about 
 CPU cores, a minute on a GPU); with so little data and training its accuracies say nothing
 about the methods: the configs under configs/cifar100/ reproduce the papers' numbers.
 """
-import argparse
 import os
 import sys
 import time
 
 from ..config import get_cfg_defaults
 from ..errors import DataError, UserError
-from . import add_config_arguments, benchmark
+from . import add_config_arguments, benchmark, new_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone: configs/demo
 DIGITS_SPEC = os.path.join(ROOT, "configs", "demo", "benchmark.yaml")
@@ -31,7 +30,7 @@ CIFAR_SPEC = os.path.join(ROOT, "configs", "demo", "cifar100.yaml")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Teacher -> Vanilla/KD/DKD/MLKD/SLD students -> benchmark table.")
+    p = new_parser("demo", "Teacher -> Vanilla/KD/DKD/MLKD/SLD students -> benchmark table.")
     p.add_argument("--cifar", nargs="?", const=get_cfg_defaults().DATASET.ROOT, metavar="ROOT",
                    help="run on a CIFAR-100 subset found under ROOT (default: DATASET.ROOT's default, data)")
     p.add_argument("--seeds", nargs="+", metavar="N", help="student seeds (default 0)")

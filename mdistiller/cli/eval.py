@@ -8,18 +8,17 @@ checkpoint (`latest`, `best`, `epoch_N`: its student is evaluated) or an mdistil
 (`ckpt_epoch_240.pth`). Extra `KEY VALUE` config overrides (e.g. DEVICE cpu, SOLVER.AMP bf16)
 may follow. Bad input prints one `error: ...` line and exits with code 2.
 """
-import argparse
 import json
 import math
 import sys
 
 from ..config import load_cfg
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser("evaluate a checkpoint on a test split.")
+    parser = new_parser("eval", "Evaluate a checkpoint on a test split.")
     parser.add_argument("-m", "--model", type=str, required=True, help="architecture name, e.g. resnet8x4")
     parser.add_argument("-c", "--ckpt", type=str, default="pretrain",
                         help="checkpoint file; 'pretrain' = the model zoo's teacher checkpoint")

@@ -7,19 +7,18 @@
 Each method's verdict is "fits" or the one-line error that building it would raise, e.g. which
 channels differ or which config key to change (mdistiller/distillers/shapes.py).
 """
-import argparse
 import sys
 
 from ..config import load_cfg
 from ..distillers.shapes import NUM_CLASSES, describe_pair, input_size_for
 from ..errors import UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts
 
 
 def main(argv=None):
     from ..models import create_model, model_settings
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = new_parser("feature_shapes", __doc__.split("\n\n")[0])
     parser.add_argument("teacher", help="teacher architecture name, e.g. resnet32x4")
     parser.add_argument("student", help="student architecture name, e.g. resnet8x4")
     parser.add_argument("--dataset", default=None, help="cifar100 (default) | tiny_imagenet | imagenet")

@@ -13,7 +13,6 @@ Bad input (config, paths, checkpoints) prints one `error: ...` line and exits wi
 Ctrl-C (exit 130) and SIGTERM (exit 143: Slurm's time limit, most schedulers' stop) print the
 last committed epoch and the command that resumes the run.
 """
-import argparse
 import os
 import shlex
 import signal
@@ -22,7 +21,7 @@ import threading
 
 from ..config import load_cfg, validate_cfg
 from ..errors import ConfigError, UserError
-from . import add_config_arguments, plugin_opts
+from . import add_config_arguments, new_parser, plugin_opts, print_error
 
 FLAGS = ("--resume", "--overwrite", "--quiet", "--logit-stand")
 VALUE_FLAGS = ("--base-temp", "--kd-weight")
@@ -49,7 +48,7 @@ def load_train_cfg(args):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser("training for knowledge distillation.")
+    parser = new_parser("train", "Train a student by knowledge distillation (or a teacher/baseline).")
     parser.add_argument("--cfg", type=str, default="", help="YAML config (mdistiller format)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its `latest` checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="start over: move the run folder's old outputs into replaced/N/ first")
@@ -122,7 +121,7 @@ def main(argv=None):
         folder = run_folder(cfg)
         train(cfg, resume=args.resume, overwrite=args.overwrite)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)  # one line per problem (several when the preflight finds several)
         return 2
     except KeyboardInterrupt as err:
         if main_thread:

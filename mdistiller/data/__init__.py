@@ -10,6 +10,6 @@ from .cifar100 import load_cifar100_arrays
 from .datasets import stratified_subset
 from .loaders import build_loaders
 from .randaugment import OPS
-from .sources import build_sources
+from .sources import build_sources, locate_data
 
-__all__ = ["build_loaders", "build_sources", "load_cifar100_arrays", "stratified_subset", "OPS"]
+__all__ = ["build_loaders", "build_sources", "locate_data", "load_cifar100_arrays", "stratified_subset", "OPS"]

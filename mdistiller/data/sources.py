@@ -15,6 +15,15 @@ BUILDERS = {
     "imagefolder": imagefolder.build,
     "demo": demo.build,  # digits bundled in an installed package (demo.py)
 }
+# DATASET.TYPE -> a check that the data is where the config says, without reading it (preflight):
+# it raises the builder's own DataError. CIFAR-100 with DATASET.DOWNLOAD is fetched by the build.
+LOCATORS = {
+    "cifar100": lambda d: d.DOWNLOAD or cifar100.locate_cifar100(d.ROOT),
+    "imagenet": lambda d: imagenet.locate(d.ROOT),
+    "tiny_imagenet": lambda d: tiny_imagenet.locate(d.ROOT),
+    "imagefolder": lambda d: imagefolder.locate(d.ROOT),
+    "demo": lambda d: demo.bundled_path(),
+}
 log = logging.getLogger(__name__)
 TRAIN, TEST = 0, 1  # roles: keep the train and test streams (generators, subsets) apart
 
@@ -31,13 +40,23 @@ def _subset(source, wanted, seed, role):
     return source.subset(stratified_subset(source.labels, wanted, seed, role))
 
 
-def build_sources(cfg):
-    """(train source, test source, classes, view spec), with DATASET.TRAIN/TEST_SUBSET applied."""
-    d = cfg.DATASET
+def _known_type(d):
     if d.TYPE not in BUILDERS:
         raise ConfigError(f"config key DATASET.TYPE is {d.TYPE!r}, which this installation cannot load; "
                           f"choose one of {', '.join(BUILDERS)}")
-    train, test, classes, spec = BUILDERS[d.TYPE](cfg)
+    return d.TYPE
+
+
+def locate_data(cfg):
+    """DataError when cfg's dataset is not under DATASET.ROOT in an accepted layout (nothing is
+    read or decoded: the per-image checks happen when the sources are built)."""
+    LOCATORS[_known_type(cfg.DATASET)](cfg.DATASET)
+
+
+def build_sources(cfg):
+    """(train source, test source, classes, view spec), with DATASET.TRAIN/TEST_SUBSET applied."""
+    d = cfg.DATASET
+    train, test, classes, spec = BUILDERS[_known_type(d)](cfg)
     train = _subset(train, d.TRAIN_SUBSET, cfg.SEED, TRAIN)
     test = _subset(test, d.TEST_SUBSET, cfg.SEED, TEST)
     return train, test, classes, spec

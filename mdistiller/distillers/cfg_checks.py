@@ -4,6 +4,7 @@ The config loader checks types against the defaults; these check what a method n
 values (a temperature is positive, a weight is not negative, ...). Distillers call them from
 their `check_cfg(cfg)` classmethod, which runs before any model is built.
 """
+import math
 import numbers
 
 from ..errors import ConfigError
@@ -18,7 +19,8 @@ def cfg_value(cfg, key):
 
 
 def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A finite real number: an infinite weight or temperature turns every loss non-finite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_positive(cfg, key, example):

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cfg_checks import check_int, check_positive
-from .feature_base import FeatureDistiller, pairing_error, probe_shapes
+from .feature_base import FeatureDistiller, probe_shapes
 from .feature_losses import crd_nce_loss, memory_update
 from .registry import register
 
@@ -63,6 +63,18 @@ class ContrastMemory(nn.Module):
         return out_s, out_t
 
 
+def check_dims(cfg, t_dim, s_dim):
+    """ConfigError naming each of CRD.FEAT.TEACHER_DIM / STUDENT_DIM whose configured value is not
+    the size of that model's pooled feature (the embeddings' input sizes)."""
+    wrong = [(f"CRD.FEAT.{role.upper()}_DIM", configured, actual, f"{role} {cfg.DISTILLER[role.upper()]}")
+             for role, configured, actual in (("teacher", cfg.CRD.FEAT.TEACHER_DIM, t_dim),
+                                              ("student", cfg.CRD.FEAT.STUDENT_DIM, s_dim)) if configured != actual]
+    if wrong:
+        found = " and ".join(f"config key {key} is {configured}, but the {model}'s pooled feature has size {actual}"
+                             for key, configured, actual, model in wrong)
+        raise ConfigError(f"CRD: {found}; set " + " and ".join(f"{key} {actual}" for key, _, actual, _ in wrong))
+
+
 @register("CRD")
 class CRD(FeatureDistiller):
     """Contrasts the pooled features' embeddings: a student embedding should score high with its
@@ -82,9 +94,7 @@ class CRD(FeatureDistiller):
         feat = cfg.CRD.FEAT
         t_shapes, s_shapes = probe_shapes(cfg, teacher, student)
         t_dim, s_dim = t_shapes["pooled_feat"][0], s_shapes["pooled_feat"][0]
-        if (feat.TEACHER_DIM, feat.STUDENT_DIM) != (t_dim, s_dim):
-            raise pairing_error(cfg, "CRD", "pooled size", [t_dim], [s_dim],
-                                f"set CRD.FEAT.TEACHER_DIM {t_dim} and CRD.FEAT.STUDENT_DIM {s_dim}")
+        check_dims(cfg, t_dim, s_dim)
         self.embed_s = Embed(s_dim, feat.DIM)
         self.embed_t = Embed(t_dim, feat.DIM)
         self.contrast = ContrastMemory(feat.DIM, num_data, cfg.CRD.NCE.TEMPERATURE, cfg.CRD.NCE.MOMENTUM)

@@ -15,6 +15,8 @@ authors apply it:
 LS repository's mapping: KD and MLKD set KD.TEMPERATURE = T and KD.LOSS.KD_WEIGHT = W; DKD sets
 DKD.T = T and multiplies DKD.ALPHA and DKD.BETA by W.
 """
+import math
+
 from ..errors import ConfigError
 from .losses import standardize_logits
 
@@ -42,7 +44,7 @@ def apply_logit_stand_flags(cfg, base_temp, kd_weight):
                           f"not of DISTILLER.TYPE {cfg.DISTILLER.TYPE}; set EXPERIMENT.LOGIT_STAND True and "
                           "that method's own keys on the command line instead")
     for name, value in (("--base-temp", base_temp), ("--kd-weight", kd_weight)):
-        if not value > 0:
+        if not 0 < value < math.inf:
             raise ConfigError(f"{name} is {value}; it must be a positive number, e.g. 2 or 9")
     cfg.EXPERIMENT.LOGIT_STAND = True
     if node == "KD":

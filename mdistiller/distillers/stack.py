@@ -112,3 +112,10 @@ def build_stack(cfg, main, build_part):
     names = stack_names(cfg)
     parts = [(names[0], main)] + [(name, build_part(get_distiller_class(name))) for name in names[1:]]
     return Stack(parts)
+
+
+def extra_parameters_line(cfg, distiller):
+    """'KD: 0 extra parameters'; for a stack each component's own connectors, so that they are
+    not all attributed to the main distiller: 'SLD: 0, REVIEWKD: 1808774 extra parameters'."""
+    parts = distiller.parts.items() if isinstance(distiller, Stack) else [(cfg.DISTILLER.TYPE, distiller)]
+    return ", ".join(f"{name}: {part.get_extra_parameters()}" for name, part in parts) + " extra parameters"

@@ -1,23 +1,23 @@
 """From a config to a finished run: `train(cfg, resume, overwrite)` is what tools/train.py runs.
 
-Order matters and is chosen to fail early: the output folder and the distiller's config are
-checked before any data is read; the distiller class decides the data pipeline (views,
+Order matters and is chosen to fail early: every input (output folder, configs, data layout,
+weights files; engine/preflight.py) is checked before any data is read; the distiller class decides the data pipeline (views,
 sample indices) before the loaders are built; the loaders give the number of classes the
 models need. `train_paired(cfgs, ...)` trains several configs' students on one data stream with
 one teacher pass per batch (engine/paired.py), each built exactly as its solo run would be.
 """
 import contextlib
-import os
 
 from ..distillers import build_distiller, check_distiller_cfg, teacher_required
 from ..distillers.inputs import input_views, needs_index, teacher_train_key
+from ..distillers.stack import extra_parameters_line
 from ..errors import CheckpointError, ConfigError, DataError
-from ..runtime.checkpoint_io import extract_student_state_dict, load_weights, missing_weights_words
+from ..runtime.checkpoint_io import extract_student_state_dict, load_weights
 from .device import configure_backends, describe_speed_settings, resolve_device, slow_amp_warning
 from .distributed import barrier, destroy_process_group, env_dist_info, init_process_group
-from .graph_step import check_cuda_graph
 from .paired import SharedTeacherStep, check_group, same_weights
 from .progress import say
+from .preflight import check_inputs, start_problem, student_weights
 from .run_folder import SCRIPT_WAYS, RunFiles, check_start, run_folder
 from .run_lock import claimed, describe, holding
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
@@ -29,13 +29,6 @@ def describe_inputs(cfg):
     return f"views {input_views(cfg)} | indices {needs_index(cfg)} | update {cfg.SOLVER.UPDATE}"
 
 
-def check_names(cfg):
-    """What the model names stand for (a model class or builder, never other code), before any data."""
-    from ..models import check_model_names
-
-    check_model_names(cfg, teacher=teacher_required(cfg))
-
-
 def build_models(cfg, num_classes):
     """(student, teacher or None) for the configured names and dataset; the student starts from
     DISTILLER.STUDENT_WEIGHTS when set."""
@@ -45,11 +38,8 @@ def build_models(cfg, num_classes):
     size = input_size_for(cfg) or (32, 32)
     student = create_model(cfg.DISTILLER.STUDENT, num_classes, cfg.DATASET.TYPE,
                            **model_settings(cfg, "STUDENT", size))
-    init = cfg.DISTILLER.STUDENT_WEIGHTS
+    init = student_weights(cfg)
     if init:
-        if not os.path.isfile(init):
-            raise CheckpointError(f"config key DISTILLER.STUDENT_WEIGHTS is {init!r}, which {missing_weights_words(init)}; "
-                                  "point it to a .pth or .safetensors file, or leave it empty for random init")
         load_weights(student, init, extract=extract_student_state_dict)
     teacher = load_teacher(cfg, num_classes, size) if teacher_required(cfg) else None
     return student, teacher
@@ -76,17 +66,9 @@ def build_run(cfg, info, device):
     student, teacher = build_models(cfg, num_classes)
     distiller = build_distiller(cfg, student, teacher, num_data)
     if cfg.DISTILLER.TYPE != "NONE":
-        say(f"{cfg.DISTILLER.TYPE}: {distiller.get_extra_parameters()} extra parameters", info.is_main)
+        say(extra_parameters_line(cfg, distiller), info.is_main)
     run = StudentRun(cfg, distiller, run_folder(cfg), device, info)
     return run, train_loader, test_loader
-
-
-def check_config_alone(cfg):
-    """What the config alone decides (distiller settings, model names, views), checked before
-    the run lock writes anything beside the run folder."""
-    check_distiller_cfg(cfg)
-    check_names(cfg)
-    input_views(cfg)
 
 
 def train(cfg, resume=False, overwrite=False, step_hooks=()):
@@ -94,7 +76,10 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     Rank 0 holds the run folder's lock throughout (engine/run_lock.py): RunHeld when another
     process trains it."""
     info = env_dist_info()
-    check_config_alone(cfg)
+    # Every input at once, before any data is read and before the lock writes anything beside the
+    # run folder (the trainer checks the run folder again, in step with every rank; StudentRun the
+    # CUDA graph).
+    check_inputs([cfg], lambda c: start_problem(c, resume, overwrite), info)
     with holding([run_folder(cfg)]) if info.is_main else contextlib.nullcontext():
         return _train(cfg, info, resume, overwrite, step_hooks)
 
@@ -102,11 +87,6 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
 def _train(cfg, info, resume, overwrite, step_hooks):
     device = resolve_device(cfg.DEVICE, info.local_rank if info.enabled else None)
     files = RunFiles(run_folder(cfg))
-    problem = check_start(files, resume, overwrite, cfg)
-    if problem:  # before reading any data (the trainer checks again, in step with every rank)
-        raise CheckpointError(problem)
-    if cfg.SOLVER.CUDA_GRAPH:
-        check_cuda_graph(cfg, device, info.world_size)  # again in StudentRun; here before any data is read
     configure_backends(device, cfg.DETERMINISTIC)
     say(slow_amp_warning(cfg.SOLVER.AMP, device), info.is_main)
     init_process_group(info, device)
@@ -176,8 +156,7 @@ def build_paired_runs(cfgs, info, device):
             own_teacher = teacher
         distiller = build_distiller(cfg, student, own_teacher, num_data)
         if cfg.DISTILLER.TYPE != "NONE":
-            say(f"{run_folder(cfg)}: {cfg.DISTILLER.TYPE} {distiller.get_extra_parameters()} extra parameters",
-                info.is_main)
+            say(f"{run_folder(cfg)}: {extra_parameters_line(cfg, distiller)}", info.is_main)
         distillers.append(distiller)
     runs = [StudentRun(cfg, d, run_folder(cfg), device, info) for cfg, d in zip(cfgs, distillers)]
     return runs, views, train_loader, test_loader
@@ -192,18 +171,17 @@ def train_paired(cfgs, resume=False, overwrite=False, step_hooks=(), overlap=Fal
     info = env_dist_info()
     if info.enabled:
         raise ConfigError("paired training runs in one process; start it with python, not torchrun")
-    for cfg in cfgs:
-        check_config_alone(cfg)
+
+    def start(cfg):  # a stopped (diverged) run of the group stays stopped on resume
+        if not (resume and stopped_reason(run_folder(cfg))):
+            start_problem(cfg, resume, overwrite)
+
+    check_inputs(cfgs, start)  # every input of every run at once, before any data is read
     with holding([run_folder(cfg) for cfg in cfgs]):
         return _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap)
 
 
 def _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap):
-    for cfg in cfgs:
-        files = RunFiles(run_folder(cfg))
-        problem = None if resume and stopped_reason(files.folder) else check_start(files, resume, overwrite, cfg)
-        if problem:  # before reading any data (the trainer checks again)
-            raise CheckpointError(problem)
     device = resolve_device(cfgs[0].DEVICE)
     configure_backends(device, cfgs[0].DETERMINISTIC)
     for amp in dict.fromkeys(cfg.SOLVER.AMP for cfg in cfgs):

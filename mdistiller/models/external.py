@@ -120,7 +120,7 @@ def published_weights_problem(name, kwargs, num_classes, key="DISTILLER.TEACHER"
     published = get_pretrained_cfg(builder.model)
     if not kwargs.get("pretrained") or published is None or not (published.url or published.hf_hub_id):
         return f" (timm publishes no weights for {builder.model}: it would start random)"
-    if published.num_classes and published.num_classes != num_classes:
+    if num_classes is not None and published.num_classes and published.num_classes != num_classes:
         return (f" (timm's published {builder.model} classifies {published.num_classes} classes, the dataset has "
                 f"{num_classes}: its classifier would start random)")
     return None

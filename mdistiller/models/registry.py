@@ -53,10 +53,7 @@ def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT",
     models from outside the zoo only (see adapter.py)."""
     if is_external(name):
         return build_external(name, num_classes, kwargs, features, input_size, key)
-    if features:
-        raise ConfigError(f"config key {settings_key(key)}_FEATURES is set, but {name} is a zoo model that returns "
-                          f"its own features; clear {settings_key(key)}_FEATURES")
-    constructor, _ = model_entry(name, dataset, key)
+    constructor = zoo_constructor(name, dataset, key, features)
     if not kwargs:
         return constructor(num_classes=num_classes)
     try:
@@ -66,14 +63,23 @@ def create_model(name, num_classes, dataset="cifar100", key="DISTILLER.STUDENT",
                           f"{dict(kwargs)} ({err}); fix the arguments") from None
 
 
-def check_model(name, dataset="cifar100", key="DISTILLER.STUDENT", kwargs=None, **_):
+def zoo_constructor(name, dataset, key, features=()):
+    """The zoo's constructor of `name`; a zoo model returns its own features, so `features` is refused."""
+    if features:
+        raise ConfigError(f"config key {settings_key(key)}_FEATURES is set, but {name} is a zoo model that returns "
+                          f"its own features; clear {settings_key(key)}_FEATURES")
+    return model_entry(name, dataset, key)[0]
+
+
+def check_model(name, dataset="cifar100", key="DISTILLER.STUDENT", kwargs=None, features=(), **_):
     """What create_model(name, ...) would refuse before building anything: an unknown name, a
-    name that is not a model (models/user_code.py), refused constructor arguments. Calls nothing
-    the name stands for, so a program checks its inputs before it reads any data."""
+    name that is not a model (models/user_code.py), refused constructor arguments, features named
+    for a zoo model. Calls nothing the name stands for, so a program checks its inputs before it
+    reads any data."""
     if is_external(name):
         check_kwargs(external_constructor(name, key), dict(kwargs or {}), key)
     else:
-        model_entry(name, dataset, key)
+        zoo_constructor(name, dataset, key, features)
 
 
 def model_settings(cfg, role, input_size=(32, 32)):

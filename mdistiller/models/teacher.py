@@ -19,6 +19,7 @@ from .registry import create_model, model_entry, model_settings
 
 DEFAULT_NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000}
 MDISTILLER_RELEASES = "https://github.com/megvii-research/mdistiller/releases"
+INTACT_TEACHER = "point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint (e.g. a run's student_best)"
 TEACHERS_PROJECT = "cifar100_teachers"  # EXPERIMENT.PROJECT of configs/cifar100/vanilla/*.yaml
 
 
@@ -52,6 +53,35 @@ def missing_teacher_message(name, dataset, path):
             f"or train it with " + _train_hint(name, dataset, has_config=False))
 
 
+def teacher_checkpoint(name, dataset="cifar100", weights_path="", kwargs=None, num_classes=None):
+    """The file teacher `name` takes its trained weights from (see the module docstring), or None
+    when its constructor brings them (ImageNet zoo models, timm/torchvision loading published
+    weights for `num_classes` classes; None: not yet known, not compared); a one-line
+    CheckpointError/ConfigError when there is none. Builds nothing."""
+    if weights_path:
+        if not os.path.isfile(weights_path):
+            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, "
+                                  f"which {missing_weights_words(weights_path)}; point it to a teacher checkpoint "
+                                  "(e.g. a run's student_best)")
+        return weights_path
+    if is_external(name):
+        problem = published_weights_problem(name, kwargs or {}, num_classes, "DISTILLER.TEACHER")
+        if problem is not None:  # a random teacher is never distilled from
+            raise ConfigError(f"teacher {name} needs trained weights{problem}: set DISTILLER.TEACHER_WEIGHTS to "
+                              "a .pth or .safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of "
+                              f"{name})")
+        return None
+    _, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
+    if dataset == "imagenet":
+        return None
+    if default_path is None:
+        raise ConfigError(f"{name} has no default {dataset} teacher checkpoint; set DISTILLER.TEACHER_WEIGHTS: "
+                          "train one with " + _train_hint(name, dataset, has_config=False))
+    if not os.path.isfile(default_path):
+        raise CheckpointError(missing_teacher_message(name, dataset, default_path))
+    return default_path
+
+
 def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", **settings):
     """Teacher `name` for `dataset` with trained weights, in eval mode (see module docstring).
     `settings`: create_model's kwargs / features / input_size."""
@@ -61,36 +91,20 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", *
             raise ConfigError(f"the number of classes of a {dataset} teacher is not known; "
                               "set DATASET.NUM_CLASSES")
         num_classes = DEFAULT_NUM_CLASSES[dataset]
-    if weights_path:
-        if not os.path.isfile(weights_path):
-            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, "
-                                  f"which {missing_weights_words(weights_path)}; point it to a teacher checkpoint "
-                                  "(e.g. a run's student_best)")
-        # A run's full `best`/`latest` works too: its student part is the classifier.
-        try:
-            model = load_weights(create_model(name, num_classes, dataset, **settings), weights_path,
-                                 extract=extract_student_state_dict)
-        except UnreadableCheckpoint as err:
-            raise UnreadableCheckpoint(f"{err}; point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint "
-                                       "(e.g. a run's student_best)") from None
-        return model.eval()
-    if is_external(name):
-        problem = published_weights_problem(name, settings.get("kwargs") or {}, num_classes, settings["key"])
-        if problem is not None:  # a random teacher is never distilled from
-            raise ConfigError(f"teacher {name} needs trained weights{problem}: set DISTILLER.TEACHER_WEIGHTS to "
-                              "a .pth or .safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of "
-                              f"{name})")
-        return create_model(name, num_classes, dataset, **settings).eval()
-    constructor, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
-    if dataset == "imagenet":
-        model = constructor(num_classes=num_classes, pretrained=True)
-    elif default_path is None:
-        raise ConfigError(f"{name} has no default {dataset} teacher checkpoint; set DISTILLER.TEACHER_WEIGHTS: "
-                          "train one with " + _train_hint(name, dataset, has_config=False))
-    elif not os.path.isfile(default_path):
-        raise CheckpointError(missing_teacher_message(name, dataset, default_path))
-    else:
-        model = load_weights(create_model(name, num_classes, dataset, **settings), default_path)
+    path = teacher_checkpoint(name, dataset, weights_path, settings.get("kwargs"), num_classes)
+    if path is None and not is_external(name):  # the ImageNet zoo: torchvision's published weights
+        constructor, _ = model_entry(name, dataset, key="DISTILLER.TEACHER")
+        return constructor(num_classes=num_classes, pretrained=True).eval()
+    model = create_model(name, num_classes, dataset, **settings)
+    if path is None:
+        return model.eval()  # timm/torchvision downloaded the weights
+    if not weights_path:
+        return load_weights(model, path).eval()
+    # A run's full `best`/`latest` works too: its student part is the classifier.
+    try:
+        model = load_weights(model, path, extract=extract_student_state_dict)
+    except UnreadableCheckpoint as err:
+        raise UnreadableCheckpoint(f"{err}; {INTACT_TEACHER}") from None
     return model.eval()
 
 

@@ -61,6 +61,9 @@ def load_checkpoint(path, map_location="cpu"):
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise UnreadableCheckpoint(f"checkpoint {path} could not be read ({_first_sentence(err)}); "
                               "the file is truncated or not a PyTorch checkpoint") from None
+    except (KeyError, IndexError, TypeError):  # torch's legacy reader on other bytes (a text file: KeyError)
+        raise UnreadableCheckpoint(f"checkpoint {path} is not a PyTorch checkpoint (its bytes are in no "
+                                   "checkpoint format)") from None
 
 
 def load_safetensors(path, map_location="cpu"):

@@ -23,6 +23,7 @@ from .device import resolve_device
 from .distributed import DistInfo
 from .graph_step import check_cuda_graph
 from .run_folder import RunFiles, check_start, run_folder
+from .run_lock import RunHeld, held_elsewhere, held_message
 
 
 class InputProblems(UserError):
@@ -35,8 +36,13 @@ class InputProblems(UserError):
 
 
 def start_problem(cfg, resume=False, overwrite=False):
-    """run_folder.check_start's refusal for a solo run as a CheckpointError (None: it may start)."""
-    problem = check_start(RunFiles(run_folder(cfg)), resume, overwrite, cfg)
+    """run_folder.check_start's refusal for a solo run as a CheckpointError (None: it may start);
+    RunHeld first when another live process trains that folder (what its state says then is moot)."""
+    folder = run_folder(cfg)
+    holder = held_elsewhere(folder)
+    if holder is not None:
+        raise RunHeld(held_message(folder, holder))
+    problem = check_start(RunFiles(folder), resume, overwrite, cfg)
     if problem:
         raise CheckpointError(problem)
 

@@ -211,6 +211,17 @@ def is_mine(holder):
     return bool(holder) and all(holder.get(k) == mine[k] for k in ("host", "pid", "pid_start"))
 
 
+def held_elsewhere(folder):
+    """The holder of `folder`'s lock when another live process (or an unreadable lock: {}) holds
+    it, else None. Only reads: a trainer's up-front checks report it before anything else."""
+    if not os.path.isfile(lock_path(folder)):  # also when a parent is a file (reported elsewhere)
+        return None
+    holder = read_lock(folder)
+    if holder is None or (holder and (is_mine(holder) or not holder_alive(holder))):
+        return None
+    return holder
+
+
 def try_claim(folder, attempts=3, reentrant=False):
     """Claim `folder` for this process: (True, None) when claimed now, (False, holder) when a
     live holder has it ({}: the lock is unreadable, see `held_message`); with `reentrant`,

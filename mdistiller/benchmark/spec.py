@@ -50,6 +50,7 @@ from ..errors import ConfigError
 
 TEACHER_ROLE = "teacher"
 STUDENT_ROLE = "student"
+VANILLA_NAMES = ("vanilla", "none")  # row labels of the student trained without a teacher
 # Config sections that describe the run rather than a distillation method (see `stack_sections`).
 RUN_SECTIONS = {"EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG"}
 
@@ -102,6 +103,17 @@ class Run:
 
 def _unique(items):
     return list(dict.fromkeys(items))
+
+
+def find_method(methods, name):
+    """The row label among `methods` that `name` means: itself, or for any spelling of Vanilla or
+    NONE the vanilla student's row (the README writes Vanilla; with --methods the row is NONE);
+    None when there is none."""
+    if name in methods:
+        return name
+    if name.lower() in VANILLA_NAMES:
+        return next((m for m in methods if m.lower() in VANILLA_NAMES), None)
+    return None
 
 
 def slug(text):
@@ -162,10 +174,18 @@ def _find_config(path, base_dir, where):
 def load_matrix(path):
     """Read a spec YAML (format in the module docstring)."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"benchmark spec {path} does not exist; pass an existing YAML with --spec") from None
+    except IsADirectoryError:
+        raise ConfigError(f"benchmark spec {path} is a folder; pass a YAML file with --spec") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"benchmark spec {path} is not UTF-8 text (a binary file?); pass a YAML file with --spec"
+                          ) from None
+    except OSError as err:
+        raise ConfigError(f"benchmark spec {path} cannot be read ({os.strerror(err.errno) if err.errno else err}); "
+                          "pass a readable YAML file with --spec") from None
     except yaml.YAMLError:
         raise ConfigError(f"benchmark spec {path} is not valid YAML: fix its syntax") from None
     if not isinstance(data, dict):
@@ -206,12 +226,14 @@ def load_matrix(path):
     paired, baseline = data.get("paired", False), data.get("baseline")
     if not isinstance(paired, bool):
         raise ConfigError(f"benchmark spec {path}: paired is {paired!r}; write true or false")
-    if baseline is not None and str(baseline) not in {c.method for c in cells}:
+    methods = _unique(c.method for c in cells if c.role != TEACHER_ROLE)
+    if baseline is not None and find_method(methods, str(baseline)) is None:
         raise ConfigError(f"benchmark spec {path}: baseline {baseline!r} is not one of its methods "
-                          f"({', '.join(_unique(c.method for c in cells))})")
+                          f"({', '.join(methods)})")
     return Matrix(project=str(data.get("project") or os.path.splitext(os.path.basename(path))[0]),
                   seeds=list(_seeds(data.get("seeds", [0]), f"benchmark spec {path} seeds")),
-                  cells=cells, opts=common, paired=paired, baseline=None if baseline is None else str(baseline),
+                  cells=cells, opts=common, paired=paired,
+                  baseline=None if baseline is None else find_method(methods, str(baseline)),
                   launcher=_launcher(data.get("launcher"), path), slurm=_mapping(data.get("slurm"), path, "slurm"))
 
 

@@ -5,6 +5,7 @@
   student_latest, student_best, student_N   {"model": student state dict} (loadable as a teacher)
   worklog.txt, train.events/     text log and tensorboard events
   config.yaml                    the resolved config of the run (new)
+  teacher.json                   the digest of the teacher weights it learned from (new; teacher_identity.py)
   replaced/N/                    outputs an --overwrite moved aside (new; nothing is deleted)
 
 An epoch is committed once `latest` names it. A folder without `latest` whose checkpoints are
@@ -21,6 +22,7 @@ import yaml
 from ..config import TRAINER_ALIASES, dump_cfg, get_cfg_defaults, run_name
 from ..errors import ConfigError, UserError
 from ..runtime.safe_write import writing
+from .teacher_identity import TEACHER_FILE, teacher_change
 
 _CHECKPOINT = re.compile(r"^(latest|best|epoch_\d+|student_(latest|best|\d+))$")
 FIRST_EPOCH_FILES = {"best", "student_best", "epoch_1", "student_1", "student_latest"}
@@ -72,7 +74,7 @@ class RunFiles:
 
     def outputs(self):
         """Names of this run's own outputs present (checkpoints, logs, config, records), sorted."""
-        own = {"worklog.txt", "config.yaml", "train.events", STOPPED_FILE, RUN_JSON}
+        own = {"worklog.txt", "config.yaml", "train.events", STOPPED_FILE, RUN_JSON, TEACHER_FILE}
         if not os.path.isdir(self.folder):
             return []
         return sorted(n for n in os.listdir(self.folder) if _CHECKPOINT.match(n) or n in own)
@@ -206,6 +208,9 @@ def check_start(files, resume, overwrite, cfg=None):
         if changes:
             return (f"cannot resume {folder} with a changed config ({describe_changes(changes)}); resume with the "
                     f"run's own config (--cfg {files.config} --resume), or pass {aside}")
+        stale = teacher_change(folder, cfg) if cfg is not None else None
+        if stale:
+            return f"cannot resume {folder}: {stale}; pass {aside}"
         return None
     if files.first_epoch_only():
         if resume and not files.outputs():

@@ -51,6 +51,31 @@ def missing_teacher_message(name, dataset, path):
             f"or train it with " + _train_hint(name, dataset, has_config=False))
 
 
+def weights_file(name, dataset="cifar100", weights_path="", kwargs=None):
+    """The file teacher `name`'s trained weights are read from (module docstring), or None where
+    they are downloaded (timm/torchvision published weights, the ImageNet zoo's); a one-line
+    UserError when there are none to read. Checks only: nothing is loaded or built."""
+    if weights_path:
+        if not os.path.isfile(weights_path):
+            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
+                                  "point it to a teacher checkpoint (e.g. a run's student_best)")
+        return weights_path
+    if is_external(name):
+        if not downloads_weights(kwargs or {}):
+            raise ConfigError(f"teacher {name} needs trained weights: set DISTILLER.TEACHER_WEIGHTS to a .pth or "
+                              f".safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of {name})")
+        return None
+    _, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
+    if dataset == "imagenet":
+        return None
+    if default_path is None:
+        raise ConfigError(f"{name} has no default {dataset} teacher checkpoint; set DISTILLER.TEACHER_WEIGHTS: "
+                          "train one with " + _train_hint(name, dataset, has_config=False))
+    if not os.path.isfile(default_path):
+        raise CheckpointError(missing_teacher_message(name, dataset, default_path))
+    return default_path
+
+
 def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", **settings):
     """Teacher `name` for `dataset` with trained weights, in eval mode (see module docstring).
     `settings`: create_model's kwargs / features / input_size."""
@@ -60,10 +85,8 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", *
             raise ConfigError(f"the number of classes of a {dataset} teacher is not known; "
                               "set DATASET.NUM_CLASSES")
         num_classes = DEFAULT_NUM_CLASSES[dataset]
+    path = weights_file(name, dataset, weights_path, settings.get("kwargs"))
     if weights_path:
-        if not os.path.isfile(weights_path):
-            raise CheckpointError(f"config key DISTILLER.TEACHER_WEIGHTS is {weights_path!r}, which does not exist; "
-                                  "point it to a teacher checkpoint (e.g. a run's student_best)")
         # A run's full `best`/`latest` works too: its student part is the classifier.
         try:
             model = load_weights(create_model(name, num_classes, dataset, **settings), weights_path,
@@ -72,22 +95,12 @@ def build_teacher(name, num_classes=None, dataset="cifar100", weights_path="", *
             raise UnreadableCheckpoint(f"{err}; point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint "
                                        "(e.g. a run's student_best)") from None
         return model.eval()
-    if is_external(name):
-        if not downloads_weights(settings.get("kwargs") or {}):
-            raise ConfigError(f"teacher {name} needs trained weights: set DISTILLER.TEACHER_WEIGHTS to a .pth or "
-                              f".safetensors file (e.g. the student_best of a DISTILLER.TYPE NONE run of {name})")
+    if path is None and is_external(name):
         return create_model(name, num_classes, dataset, **settings).eval()
-    constructor, default_path = model_entry(name, dataset, key="DISTILLER.TEACHER")
-    if dataset == "imagenet":
-        model = constructor(num_classes=num_classes, pretrained=True)
-    elif default_path is None:
-        raise ConfigError(f"{name} has no default {dataset} teacher checkpoint; set DISTILLER.TEACHER_WEIGHTS: "
-                          "train one with " + _train_hint(name, dataset, has_config=False))
-    elif not os.path.isfile(default_path):
-        raise CheckpointError(missing_teacher_message(name, dataset, default_path))
-    else:
-        model = load_weights(create_model(name, num_classes, dataset, **settings), default_path)
-    return model.eval()
+    if path is None:  # an ImageNet zoo teacher: torchvision's published weights
+        constructor, _ = model_entry(name, dataset, key="DISTILLER.TEACHER")
+        return constructor(num_classes=num_classes, pretrained=True).eval()
+    return load_weights(create_model(name, num_classes, dataset, **settings), path).eval()
 
 
 def load_teacher(cfg, num_classes=None, input_size=(32, 32)):

@@ -2,8 +2,9 @@
 
 Left panel: one group of bars per pair, one bar per method (mean best top-1, std as error
 bar), on an axis from 0 with the legend below it. Right panel: mean test top-1 per epoch of
-every cell (one colour per method, one line style per pair). matplotlib is optional (extra "plot"); without it the chart is skipped with a
-message saying how to install it, and everything else is still written.
+every cell (one colour per method, one line style per pair). matplotlib is optional (extra
+"plot"); without it the chart is skipped with a message saying how to install it, and
+everything else is still written.
 """
 MISSING = "matplotlib is not installed, so results.png was not drawn; install it with: pip install matplotlib"
 LINE_STYLES = ["-", "--", ":", "-."]
@@ -20,6 +21,15 @@ def chart_unavailable():
 
 
 def draw_chart(summary, path):
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(summary)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def chart_figure(summary):
+    """The figure of results.png (module docstring)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window (works on headless machines)
@@ -62,5 +72,4 @@ def draw_chart(summary, path):
     if curves.lines:
         curves.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

@@ -154,8 +154,10 @@ def read_run(folder, method=None, pair=None, seed=None, role=None, planned_epoch
              else labels_from_config(config) or labels_from_name(os.path.basename(os.path.normpath(folder))))
     result = RunResult(folder=folder, method=method or found[0], pair=pair if pair is not None else found[1],
                        seed=seed if seed is not None else found[2], role=role or meta.get("role", "student"))
+    if planned_epochs is None and requested is not None:
+        planned_epochs = requested.SOLVER.EPOCHS
     if planned_epochs is None:
-        planned_epochs = requested.SOLVER.EPOCHS if requested is not None else (config.get("SOLVER") or {}).get("EPOCHS")
+        planned_epochs = (config.get("SOLVER") or {}).get("EPOCHS")
     result.planned_epochs = planned_epochs
     if not os.path.isdir(folder):
         result.problems.append("not run yet (no folder)")

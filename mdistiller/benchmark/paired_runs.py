@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-from ..engine.run_folder import config_changes, read_config
+from ..engine.run_folder import RunFiles, check_start, config_changes, read_config
 from ..errors import ConfigError, UserError
 from ..runtime.safe_write import writing_into
 from .collect import read_run_json, write_run_json
@@ -88,7 +88,7 @@ def execute_group(members, cfgs, action, train_group=None):
               run_meta(run, paired_with=[m.folder for m in members if m is not run])) for run in members]
     start = time.perf_counter()
     try:
-        best = train_group(cfgs, resume=action == "resume", overwrite=action == "start")
+        best = train_group(cfgs, resume=action == "resume", overwrite=action == "start" and holds_results(members))
         for (run, _, meta), acc in zip(metas, best):
             if acc is None:
                 meta["error"] = stopped_reason(run.folder) or "stopped"
@@ -107,6 +107,13 @@ def execute_group(members, cfgs, action, train_group=None):
         for run, earlier, meta in metas:
             meta["wall_time_s"] = earlier + seconds
             write_run_json(run.folder, meta)
+
+
+def holds_results(members):
+    """Whether starting the group over must move results aside: a member's folder holds what a
+    plain start refuses to overwrite (run_folder.check_start). Members that never committed an
+    epoch simply start again, with nothing moved."""
+    return any(check_start(RunFiles(run.folder), resume=False, overwrite=False) for run in members)
 
 
 def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=None, overwrite=False):

@@ -7,7 +7,7 @@
     and the folder its runs go to;
   - the paired baseline: a student method (Vanilla and NONE both name the vanilla row);
   - the folder the tables go to (--out, or the project's folder).
-It raises `MatrixProblems`, which lists each distinct problem once: the same missing teacher
+It raises `MatrixProblems` (spec.py), which lists each distinct problem once: the same missing teacher
 of five runs is one line. So nothing trains, and no table is written, until all are fixed;
 problems that only training can reveal (a checkpoint that is there but damaged, a diverging
 loss) still fail their run alone while the others go on (runner.py).
@@ -15,23 +15,15 @@ loss) still fail their run alone while the others go on (runner.py).
 import os
 
 from ..config import load_cfg
-from ..errors import ConfigError, OutputError, UserError
+from ..errors import OutputError, UserError
 from ..runtime.safe_write import unwritable_folder
 from .paired_runs import choose_baseline
 from .report_checks import output_problem
-from .spec import TEACHER_ROLE, plan_runs
-
-
-class MatrixProblems(ConfigError):
-    """Several problems found before the first run; `problems` holds one line each."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+from .spec import TEACHER_ROLE, MatrixProblems, plan_runs
 
 
 def _catch(found, check, *args):
-    """Run one check; the message of a UserError it raises is recorded once."""
+    """Run one check; the message of each UserError it raises is recorded once."""
     try:
         return check(*args)
     except MatrixProblems as err:

@@ -46,7 +46,7 @@ from typing import List, Optional, Tuple
 import yaml
 
 from ..config import get_cfg_defaults, load_cfg
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 
 TEACHER_ROLE = "teacher"
 STUDENT_ROLE = "student"
@@ -99,6 +99,30 @@ class Run:
 
     def cfg(self):
         return load_cfg(self.config, self.opts)
+
+
+class MatrixProblems(ConfigError):
+    """Several problems of one benchmark, found before its first run; `problems`: one line each."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def each(items, build):
+    """[build(item) for item in items], where the problems of every item are raised together
+    (MatrixProblems, each distinct message once) rather than the first item's alone."""
+    built, problems = [], {}
+    for item in items:
+        try:
+            built.append(build(item))
+        except MatrixProblems as err:
+            problems.update(dict.fromkeys(err.problems))
+        except UserError as err:
+            problems[str(err)] = None
+    if problems:
+        raise MatrixProblems(problems)
+    return built
 
 
 def _unique(items):
@@ -202,8 +226,8 @@ def load_matrix(path):
     if not isinstance(pairs, dict):
         raise ConfigError(f"benchmark spec {path}: 'pairs' must map column labels to KEY VALUE overrides")
     common = _opts_list(data.get("opts"), f"benchmark spec {path} opts")
-    cells = []
-    for label, entry in methods.items():
+    def method_cells(item):
+        label, entry = item
         where = f"benchmark spec {path}, method {label!r}"
         entry = {"cfg": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict) or not isinstance(entry.get("cfg"), str):
@@ -217,10 +241,14 @@ def load_matrix(path):
         config = _find_config(entry["cfg"], base_dir, where)
         opts = _opts_list(entry.get("opts"), where + " opts")
         seeds = _seeds(entry.get("seeds"), where + " seeds")
+        found = []
         for pair, pair_opts in pairs.items():
             pair_opts = _opts_list(pair_opts, f"benchmark spec {path}, pair {pair!r}")
             label_pair = pair if pair is not None else cfg_labels(load_cfg(config, common + pair_opts + opts))[1]
-            cells.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
+            found.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
+        return found
+
+    cells = [cell for found in each(methods.items(), method_cells) for cell in found]
     if None in pairs:
         cells = _join_teacher_columns(cells, common)
     paired, baseline = data.get("paired", False), data.get("baseline")
@@ -276,9 +304,7 @@ def _join_teacher_columns(cells, common):
 
 def matrix_from_configs(paths, seeds, project, opts=()):
     """One cell per config file, labelled from its DISTILLER section."""
-    cells = []
-    for path in paths:
-        cells.append(Cell(*cfg_labels(load_cfg(path, list(opts))), path))
+    cells = each(paths, lambda path: Cell(*cfg_labels(load_cfg(path, list(opts))), path))
     return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
 
 
@@ -319,19 +345,20 @@ def config_for(configs_dir, dataset, method, pair):
 
 def matrix_from_names(methods, pairs, seeds, project, dataset="cifar100", configs_dir="configs", opts=()):
     """Cells for methods x pairs from the config tree; "A+B" stacks B onto A (module docstring)."""
-    cells = []
-    for method in methods:
+    def cell(item):
+        method, pair = item
         base, *stacked = method.split("+")
-        for pair in pairs:
-            config, extra = config_for(configs_dir, dataset, base, pair)
-            if stacked:
-                extra = extra + ["DISTILLER.STACK", list(stacked)]
-                for name in stacked:
-                    try:
-                        extra += stack_sections(config_for(configs_dir, dataset, name, pair)[0])
-                    except ConfigError:
-                        pass  # the stacked method has no config for this pair: its defaults apply
-            cells.append(Cell(method, pair, config, tuple(extra)))
+        config, extra = config_for(configs_dir, dataset, base, pair)
+        if stacked:
+            extra = extra + ["DISTILLER.STACK", list(stacked)]
+            for name in stacked:
+                try:
+                    extra += stack_sections(config_for(configs_dir, dataset, name, pair)[0])
+                except ConfigError:
+                    pass  # the stacked method has no config for this pair: its defaults apply
+        return Cell(method, pair, config, tuple(extra))
+
+    cells = each([(method, pair) for method in methods for pair in pairs], cell)
     return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
 
 

@@ -206,7 +206,8 @@ def paper_report(results, out_dir):
 
 def refused_note(counts):
     """The summary's note on runs refused for a changed config or teacher (runner.decide)."""
-    return f", {counts['refused']} refused (config or teacher changed; see --overwrite)" if counts.get("refused") else ""
+    refused = counts.get("refused")
+    return f", {refused} refused (config or teacher changed; see --overwrite)" if refused else ""
 
 
 INTERRUPTED = ("interrupted; rerun the same command to continue: complete runs are skipped and an interrupted run "

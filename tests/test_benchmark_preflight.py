@@ -85,6 +85,14 @@ def test_configs_that_do_not_load_are_all_reported(tmp_path, folder_data, capsys
     assert benchmark.main(["--spec", str(spec)]) == 2
     lines = errors(capsys)
     assert len(lines) == 2 and "SOLVER.LRR" in lines[0] and "KD.TEMP" in lines[1]
+    # configs that load but whose distiller settings no run could start with: each seed's run, one line
+    spec = write_spec(tmp_path, {"KD": {"cfg": str(config), "opts": ["KD.TEMPERATURE", -1]},
+                                 "Vanilla": {"cfg": str(config), "opts": ["DISTILLER.TYPE", "NONE"]}}, seeds=(0, 1))
+    assert benchmark.main(["--spec", str(spec)]) == 2
+    lines = errors(capsys)  # and the KD runs' teacher (no TEACHER_WEIGHTS), once
+    assert lines[0] == "config key KD.TEMPERATURE is -1.0; it must be a positive number, e.g. 4"
+    assert len(lines) == 2 and lines[1].startswith("resnet8 has no default imagefolder teacher checkpoint")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("content, message", [

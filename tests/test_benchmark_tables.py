@@ -25,11 +25,12 @@ from helpers.bench_specs import save_random_teacher, teacher_and_kd, write_run_c
 from helpers.tiny import REPO, subprocess_env
 from helpers.tools import load_tool
 from mdistiller.benchmark.collect import RunResult, read_run
+from mdistiller.benchmark.paired_runs import write_paired_report
 from mdistiller.benchmark.report import write_report
 from mdistiller.benchmark.runner import decide
 from mdistiller.benchmark.spec import load_matrix, plan_runs
 from mdistiller.benchmark.summary import summarize
-from mdistiller.config import dump_cfg
+from mdistiller.config import dump_cfg, load_cfg
 from mdistiller.engine.teacher_identity import record_teacher
 from mdistiller.engine.worklog import append_best, append_epoch
 from mdistiller.errors import CheckpointError, OutputError
@@ -130,11 +131,15 @@ def test_a_stale_run_is_never_skipped_nor_resumed_and_its_cell_is_flagged(tmp_pa
     record_teacher(run.folder, cfg)
     assert decide(run, cfg) == ("skip", "complete")
     assert read_run(run.folder, requested=cfg).status == "complete"
+    # a longer schedule may resume it, but until then it is not the longer schedule's result
+    longer = read_run(run.folder, requested=load_cfg(run.config, run.opts + ["SOLVER.EPOCHS", 2]))
+    assert longer.status == "mismatch" and longer.differences == [["SOLVER.EPOCHS", 1, 2]]
 
     save_random_teacher(teacher, seed=1)
-    with pytest.raises(CheckpointError, match=f"^{run.folder} is stale: its teacher {teacher} now holds other weights "
-                                              r"than the ones it learned from \(sha256 [0-9a-f]{12} then, [0-9a-f]{12} "
-                                              r"now\); pass --overwrite to move its outputs into .*/replaced/ and redo"):
+    refusal = (f"^{run.folder} is stale: its teacher {teacher} now holds other weights than the ones it learned "
+               r"from \(sha256 [0-9a-f]{12} then, [0-9a-f]{12} now\); pass --overwrite to move its outputs into "
+               r".*/replaced/ and redo it$")
+    with pytest.raises(CheckpointError, match=refusal):
         decide(run, cfg)
     assert decide(run, cfg, overwrite=True)[1].endswith(" now): old outputs moved aside, starting over")
     result = read_run(run.folder, requested=cfg)
@@ -224,6 +229,19 @@ def test_a_report_never_replaces_numbers_with_dashes(tmp_path):
     assert "71.00 ± 1.41" in (tmp_path / "results.md").read_text() and not (tmp_path / "replaced").exists()
 
 
+def test_paired_differences_are_not_replaced_by_dashes_either(tmp_path):
+    def run(method, top1):
+        return RunResult(method, method, "x -> y", 0, status="complete" if top1 else "incomplete", best_top1=top1)
+
+    write_paired_report([run("Vanilla", 60.0), run("KD", 62.0)], str(tmp_path))
+    kept = (tmp_path / "paired.md").read_bytes()
+    with pytest.raises(OutputError, match=r"not replacing .*paired.md: 1 cell\(s\) showing a result there"):
+        write_paired_report([run("Vanilla", 60.0), run("KD", None)], str(tmp_path))
+    assert (tmp_path / "paired.md").read_bytes() == kept
+    _, paths = write_paired_report([run("Vanilla", 60.0), run("KD", None)], str(tmp_path), replace=True)
+    assert (tmp_path / "replaced" / "1" / "paired.md").read_bytes() == kept and "replaced" in paths
+
+
 # ---------------------------------------------------------------- results.png
 def test_chart_bars_start_at_zero_and_the_legend_covers_no_bar():
     pytest.importorskip("matplotlib")
@@ -242,3 +260,4 @@ def test_chart_bars_start_at_zero_and_the_legend_covers_no_bar():
     legend = bars.get_legend().get_window_extent(renderer)
     patches = [p.get_window_extent(renderer) for p in bars.patches]
     assert len(patches) == 4 and not any(legend.overlaps(p) for p in patches)
+    assert legend.y1 <= bars.get_window_extent(renderer).y0  # below the bars' axes

@@ -122,9 +122,10 @@ def test_benchmark_refuses_a_changed_config_and_overwrite_moves_it_aside(tmp_pat
     folder = tmp_path / "out" / "b" / "Vanilla,demo_cnn_tiny-demo_cnn_tiny,seed0"
     before = file_bytes(folder)
     capsys.readouterr()
-    code, out, _ = run_cli(benchmark_tool, base + ["SOLVER.LR", "0.02"], capsys)
-    assert code == 1 and "ran 0, skipped 0 complete, 1 failed, 1 refused (config changed; see --overwrite)" in out
+    code, out, err = run_cli(benchmark_tool, base + ["SOLVER.LR", "0.02"], capsys)
+    assert "ran 0, skipped 0 complete, 1 failed, 1 refused (config or teacher changed; see --overwrite)" in out
     assert f"refused: {folder} was trained with another config (SOLVER.LR 0.01 -> 0.02); pass --overwrite" in out
+    assert code == 2 and "error: not replacing" in err  # the table that shows the run is kept too
     assert file_bytes(folder) == before  # nothing deleted or rewritten
     code, out, _ = run_cli(benchmark_tool, base + ["--overwrite", "SOLVER.LR", "0.02"], capsys)
     assert code == 0 and "old outputs moved aside" in out

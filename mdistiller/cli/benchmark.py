@@ -261,11 +261,11 @@ def from_matrix(args):
     if args.status:
         return print_status(plan_runs(matrix))
     launcher, jobs, slurm = launch_settings(args, matrix)
-    training = not args.report_only
+    training = not args.report_only and not args.dry_run  # a dry run also plans where data or teachers are not
     runs = check_matrix(matrix, args.out, paired, baseline, training=training, data=launcher != "slurm")
     out = tables_folder(runs, args.out)
     failures = []
-    if args.dry_run and training:
+    if args.dry_run and not args.report_only:
         return dry_run(matrix, paired, args.overwrite)
     if training:
         failures = train_matrix(args, matrix, paired, launcher, jobs, slurm)

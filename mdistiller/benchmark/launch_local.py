@@ -17,6 +17,7 @@ import glob
 import multiprocessing
 import os
 import signal
+import threading
 import traceback
 
 from .launch import add_counts, finished, new_counts, plan_units, run_unit
@@ -81,7 +82,11 @@ def _on_sigterm(signum, frame):
 @contextlib.contextmanager
 def sigint_ignored():
     """Workers started inside inherit an ignored SIGINT from the start (before their initializer
-    runs), so a Ctrl-C never interrupts one while Python is starting."""
+    runs), so a Ctrl-C never interrupts one while Python is starting. Only the main thread may
+    set handlers: elsewhere, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
@@ -115,7 +120,7 @@ def _work(unit, log_path, overwrite=False):
         _busy = True
         try:
             counts, failures = run_unit(unit, say, overwrite=overwrite)
-        except KeyboardInterrupt:  # stopped by the launcher (stop_workers): said once, there
+        except KeyboardInterrupt:  # stopped by the launcher's Ctrl-C (stop_workers), which says so itself
             counts, failures = new_counts(), [(run.folder, "interrupted") for run in unit.runs]
         except Exception as err:  # a bug, not bad input: keep the traceback in the unit's log
             traceback.print_exc()

@@ -7,8 +7,8 @@
     and the folder its runs go to;
   - the paired baseline: a student method (Vanilla and NONE both name the vanilla row);
   - the folder the tables go to (--out, or the project's folder).
-It raises `MatrixProblems` (spec.py), which lists each distinct problem once: the same missing teacher
-of five runs is one line. So nothing trains, and no table is written, until all are fixed;
+It raises `MatrixProblems` (spec.py), which lists each distinct problem once: the same missing
+teacher of five runs is one line. So nothing trains, and no table is written, until all are fixed;
 problems that only training can reveal (a checkpoint that is there but damaged, a diverging
 loss) still fail their run alone while the others go on (runner.py).
 """
@@ -35,8 +35,8 @@ def _catch(found, check, *args):
 
 def check_matrix(matrix, out, paired=False, baseline=None, training=True, data=True):
     """The planned runs of `matrix`, or MatrixProblems (module docstring). `out`: --out (None: the
-    project's folder); `data`: also look for each run's dataset (off where runs train elsewhere, e.g. Slurm
-    nodes with their own scratch disks)."""
+    project's folder); `data`: also look for each run's dataset (off where runs train elsewhere,
+    e.g. on Slurm nodes with their own scratch disks)."""
     found = {}
     for cell in matrix.cells:
         _catch(found, load_cfg, cell.config, list(matrix.opts) + list(cell.opts))

@@ -18,14 +18,17 @@
     python tools/benchmark.py --spec bench.yaml --launcher slurm --slurm-partition gpu --slurm-gpus-per-run 1
     python tools/benchmark.py --spec bench.yaml --status     # done/running/pending/failed, job ids, logs
 
-Runs that are complete are skipped and interrupted ones resumed, so the same command can be
-repeated or extended; --dry-run lists what would run. A run whose folder was trained with another
-config is refused unless --overwrite is given, which moves its old outputs into
-<run folder>/replaced/N/ (nothing is deleted). A run another launcher is training (its
+Before the first run every input of the matrix is checked (mdistiller/benchmark/preflight.py) and
+all problems are printed at once, one `error: ...` line each. Runs that are complete are skipped
+and interrupted ones resumed, so the same command can be repeated or extended (after Ctrl-C too);
+--dry-run lists what would run. A run whose folder was trained with another config, or whose
+teacher's weights changed since (stale), is refused unless --overwrite is given, which moves its
+old outputs into <run folder>/replaced/N/ (nothing is deleted). Results files whose cells would
+lose their numbers are not replaced without --overwrite (the old ones go to <out>/replaced/N/). A run another launcher is training (its
 `<run folder>.lock`) is left to it (mdistiller/benchmark/launch*.py). Results: results.md (papers' layout),
 results.csv (one row per run), results.json and results.png in --out (default: the project's
 output folder). Trailing KEY VALUE pairs override every run's config, as for tools/train.py.
-Exit codes: 0 done, 1 some runs failed, 2 bad input (one `error: ...` line).
+Exit codes: 0 done, 1 some runs failed, 2 bad input (`error: ...` lines), 130 interrupted (Ctrl-C).
 """
 import argparse
 import os

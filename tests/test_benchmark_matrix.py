@@ -130,11 +130,13 @@ def test_report_only_reproduces_the_table_and_reports_bad_folders(micro, capsys,
 
 
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, capsys):
-    spec = write_spec(tmp_path, tmp_path / "no_such_teacher.pth")
+    # a teacher file that is there (so the up-front checks pass) but damaged: only loading it tells
+    (tmp_path / "damaged_teacher.pth").write_bytes(b"not a checkpoint")
+    spec = write_spec(tmp_path, tmp_path / "damaged_teacher.pth")
     assert benchmark.main(["--spec", spec, "--seeds", "0", "--no-chart", "SOLVER.EPOCHS", "1"]) == 1
     out = capsys.readouterr().out
     assert "ran 1, skipped 0 complete, 1 failed" in out
-    assert "DISTILLER.TEACHER_WEIGHTS" in out and "does not exist" in out
+    assert "point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint" in out
     meta = json.load(open(tmp_path / "out" / "micro" / "KD,demo_cnn_tiny-demo_cnn_tiny,seed0" / "run.json"))
     assert meta["status"] == "failed" and "TEACHER_WEIGHTS" in meta["error"]
 

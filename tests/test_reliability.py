@@ -3,10 +3,8 @@ checkpoint kept as good, no deleted results, no duplicate worklog blocks, no fol
 cannot leave, one-line errors instead of tracebacks, warnings for legitimate but odd input,
 messages that point only at what a user has, and one-line errors for broken files.
 The kill/resume harness is tests/test_kill_resume.py (slow)."""
-import contextlib
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from mdistiller.engine.run_folder import config_changes
 from mdistiller.engine.trainer import NonFiniteLossError
 from mdistiller.errors import CheckpointError, DataError
 from mdistiller.engine.worklog import append_epoch
+from helpers.mounts import tmpfs
 from helpers.tiny import tiny_cfg, tiny_trainer, write_colour_folder
 from helpers.tools import load_tool
 
@@ -51,19 +50,6 @@ def demo_argv(prefix, name, *extra):
 
 def file_bytes(folder, names=RUN_FILES):
     return {n: open(os.path.join(folder, n), "rb").read() for n in names}
-
-
-@contextlib.contextmanager
-def tmpfs(path, options):
-    """A real small or read-only file system at `path` (needs root); skips the test otherwise."""
-    os.makedirs(path, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                                           capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 # ------------------------------------------------------------------ 1. NaN guard
@@ -136,9 +122,10 @@ def test_benchmark_refuses_a_changed_config_and_overwrite_moves_it_aside(tmp_pat
     folder = tmp_path / "out" / "b" / "Vanilla,demo_cnn_tiny-demo_cnn_tiny,seed0"
     before = file_bytes(folder)
     capsys.readouterr()
-    code, out, _ = run_cli(benchmark_tool, base + ["SOLVER.LR", "0.02"], capsys)
-    assert code == 1 and "ran 0, skipped 0 complete, 1 failed, 1 refused (config changed; see --overwrite)" in out
+    code, out, err = run_cli(benchmark_tool, base + ["SOLVER.LR", "0.02"], capsys)
+    assert "ran 0, skipped 0 complete, 1 failed, 1 refused (config or teacher changed; see --overwrite)" in out
     assert f"refused: {folder} was trained with another config (SOLVER.LR 0.01 -> 0.02); pass --overwrite" in out
+    assert code == 2 and "error: not replacing" in err  # the table that shows the run is kept too
     assert file_bytes(folder) == before  # nothing deleted or rewritten
     code, out, _ = run_cli(benchmark_tool, base + ["--overwrite", "SOLVER.LR", "0.02"], capsys)
     assert code == 0 and "old outputs moved aside" in out

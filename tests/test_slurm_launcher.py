@@ -133,7 +133,8 @@ def test_preempted_and_requeued_job_resumes_from_latest_and_ends_bit_identical(t
 
 
 def test_a_failed_job_is_reported_with_its_log_and_a_rerun_resubmits_only_it(tmp_path, capsys):
-    spec = write_spec(tmp_path, tmp_path / "teacher.pth", seeds=(0,))  # the teacher file is missing
+    (tmp_path / "teacher.pth").write_bytes(b"damaged")  # there (the checks before any job pass), unloadable
+    spec = write_spec(tmp_path, tmp_path / "teacher.pth", seeds=(0,))
     assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", tmp_path / "slurm") == 1
     out = capsys.readouterr().out
     failed = [line for line in out.splitlines() if line.startswith("failed: KD |")]

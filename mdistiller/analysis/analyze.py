@@ -24,7 +24,8 @@ import numpy as np
 
 from ..config import command_line_plugins, file_plugins, load_cfg
 from ..runtime.checkpoint_io import extract_state_dict, extract_student_state_dict, load_weights
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, OutputError
+from ..runtime.safe_write import unwritable_folder, writing_into
 from . import comparison, plots
 from .inference import collect_outputs
 from .markdown import write_summary
@@ -263,6 +264,8 @@ def analyze(ckpt, dataset=None, root=None, model=None, teacher=None, teacher_mod
     """The whole pipeline (see the module docstring); returns the Analysis, files in `.files`.
     `allow_plugins`: import the PLUGINS of the run's config.yaml even when `opts` does not name them."""
     plots.require_matplotlib("tools/analyze.py's figures")  # before any slow step
+    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "analysis")
+    check_output_folder(out_dir)
     cfg, folder = analysis_cfg(ckpt, dataset, root, opts, allow_plugins)
     student_name = architecture(model, cfg, folder, "STUDENT", "-m/--model")
     teacher_name = architecture(teacher_model, cfg, folder, "TEACHER", "--teacher-model")
@@ -283,7 +286,14 @@ def analyze(ckpt, dataset=None, root=None, model=None, teacher=None, teacher_mod
     analysis = Analysis(student_name, ckpt, teacher_name, source, cfg.DATASET.TYPE, class_names, targets,
                         {k: v["logits"] for k, v in outputs.items()}, {k: v["features"] for k, v in outputs.items()})
     compute_metrics(analysis)
-    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "analysis")
-    draw(analysis, out_dir, tsne_samples, max_diff, cfg, folder)
-    analysis.files["summary"] = write_summary(analysis, os.path.join(out_dir, "analysis.md"))
+    with writing_into(out_dir, "-o/--out"):
+        draw(analysis, out_dir, tsne_samples, max_diff, cfg, folder)
+        analysis.files["summary"] = write_summary(analysis, os.path.join(out_dir, "analysis.md"))
     return analysis
+
+
+def check_output_folder(out_dir):
+    """OutputError before any slow step when the figures cannot be written into out_dir."""
+    reason = unwritable_folder(out_dir)
+    if reason:
+        raise OutputError(f"cannot write the analysis into {out_dir}: {reason}; pass -o/--out a writable folder")

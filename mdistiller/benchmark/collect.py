@@ -9,7 +9,10 @@ Where each number comes from:
   labels (method, pair, seed) run.json, else config.yaml (this trainer), else the folder name
                               read as mdistiller's EXPERIMENT.TAG "method,teacher,student"
 Anything missing is None (shown as "n/a"), and what is wrong is listed in `problems`; reading a
-folder never raises for bad content.
+folder never raises for bad content. Read for a benchmark (`requested`: the config the benchmark
+asks for), a run trained with other settings ("mismatch": `differences` lists them, SOLVER.EPOCHS
+included) or distilled from teacher weights that changed since ("stale":
+engine/teacher_identity.py) is not complete: its numbers are not the requested config's result.
 
 "Best" follows mdistiller: best top-1 is the `best_acc` line (the maximum test top-1); the
 `best` checkpoint is the last epoch reaching it (ties refresh it), and `top5_at_best` is that
@@ -23,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
 from ..engine.events import read_scalars
-from ..engine.run_folder import read_config
+from ..engine.run_folder import config_changes, read_config
+from ..engine.teacher_identity import teacher_change
 from ..engine.worklog import read_worklog
 from .spec import method_label, pair_label
 
@@ -41,7 +45,7 @@ class RunResult:
     pair: str
     seed: Optional[int] = None  # None: unknown (each such folder counts as its own sample)
     role: str = "student"
-    status: str = "missing"  # complete | incomplete | failed | missing
+    status: str = "missing"  # complete | incomplete | failed | missing | mismatch | stale
     epochs: int = 0  # epochs logged
     planned_epochs: Optional[int] = None
     best_top1: Optional[float] = None
@@ -55,6 +59,7 @@ class RunResult:
     teacher_params: Optional[int] = None
     curve: List = field(default_factory=list)  # [(epoch, test top-1)]
     problems: List[str] = field(default_factory=list)
+    differences: List = field(default_factory=list)  # [key, value trained with, value asked] (mismatch)
 
     @property
     def complete(self):
@@ -140,14 +145,17 @@ def labels_from_name(name):
 
 
 # ---------------------------------------------------------------- one folder
-def read_run(folder, method=None, pair=None, seed=None, role=None, planned_epochs=None):
+def read_run(folder, method=None, pair=None, seed=None, role=None, planned_epochs=None, requested=None):
     """Everything known about the run in `folder`; labels passed in (from a benchmark spec)
-    win over those found in the folder."""
+    win over those found in the folder. `requested`: the config the run should have (module
+    docstring)."""
     meta, config = read_run_json(folder), read_config(folder)
     found = ((meta.get("method"), meta.get("pair"), meta.get("seed")) if meta.get("method")
              else labels_from_config(config) or labels_from_name(os.path.basename(os.path.normpath(folder))))
     result = RunResult(folder=folder, method=method or found[0], pair=pair if pair is not None else found[1],
                        seed=seed if seed is not None else found[2], role=role or meta.get("role", "student"))
+    if planned_epochs is None and requested is not None:
+        planned_epochs = requested.SOLVER.EPOCHS
     if planned_epochs is None:
         planned_epochs = (config.get("SOLVER") or {}).get("EPOCHS")
     result.planned_epochs = planned_epochs
@@ -157,12 +165,49 @@ def read_run(folder, method=None, pair=None, seed=None, role=None, planned_epoch
     log = read_worklog(os.path.join(folder, "worklog.txt"))
     result.problems += log.problems
     _fill_accuracies(result, log)
-    result.status = _status(result, log, meta)
+    result.status = _against_request(result, config, requested) or _status(result, log, meta)
     result.wall_time_s = meta.get("wall_time_s")
     throughput = [v for _, v in read_scalars(os.path.join(folder, "train.events")).get("throughput", [])]
     result.images_per_s = sum(throughput) / len(throughput) if throughput else None
     result.student_params, result.teacher_params = parameter_counts(folder)
     return result
+
+
+def value_token(value):
+    """A config value as written after a KEY on the command line: [DKD], 0.05, True."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(value_token(v) for v in value) + "]"
+    return str(value)
+
+
+def requested_differences(saved, cfg):
+    """[(key, value in the saved config.yaml, value in cfg)]: what config_changes counts, and
+    SOLVER.EPOCHS in either direction (a longer schedule may resume, but until then the run is
+    not the longer schedule's result)."""
+    changes = config_changes(saved, cfg)
+    epochs = (saved.get("SOLVER") or {}).get("EPOCHS")
+    if epochs is not None and epochs != cfg.SOLVER.EPOCHS and all(key != "SOLVER.EPOCHS" for key, _, _ in changes):
+        changes.append(("SOLVER.EPOCHS", epochs, cfg.SOLVER.EPOCHS))
+    return changes
+
+
+def _against_request(result, config, requested):
+    """"mismatch" or "stale", with its problem line, when the folder's run is not the run
+    `requested` asks for; None otherwise (or when nothing was requested)."""
+    if requested is None:
+        return None
+    differences = requested_differences(config, requested) if config else []
+    if differences:
+        result.differences = [[key, old, new] for key, old, new in differences]
+        shown = ", ".join(f"{key} {value_token(old)} (asked: {value_token(new)})" for key, old, new in differences)
+        result.problems.append(f"trained with other settings than asked: {shown}; not shown as the asked config's "
+                               "result")
+        return "mismatch"
+    stale = teacher_change(result.folder, requested)
+    if stale:
+        result.problems.append(f"stale: {stale}; not shown (the benchmark with --overwrite retrains it)")
+        return "stale"
+    return None
 
 
 def _fill_accuracies(result, log):

@@ -36,15 +36,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-from ..engine.run_folder import config_changes, read_config
+from ..engine.run_folder import RunFiles, check_start, config_changes, read_config
 from ..errors import ConfigError, UserError
+from ..runtime.safe_write import writing_into
 from .collect import read_run_json, write_run_json
+from .report_checks import guard_replace, shown_cells
 from .runner import attempt, decide, earlier_wall_time, run_claimed, run_meta, run_one
-from .spec import TEACHER_ROLE, plan_runs
+from .spec import TEACHER_ROLE, VANILLA_NAMES, find_method, plan_runs
 from .summary import mean_std
-
-BASELINE_NAMES = ("vanilla", "none")
-
 
 # ---------------------------------------------------------------- running
 def paired_groups(runs):
@@ -89,7 +88,7 @@ def execute_group(members, cfgs, action, train_group=None):
               run_meta(run, paired_with=[m.folder for m in members if m is not run])) for run in members]
     start = time.perf_counter()
     try:
-        best = train_group(cfgs, resume=action == "resume", overwrite=action == "start")
+        best = train_group(cfgs, resume=action == "resume", overwrite=action == "start" and holds_results(members))
         for (run, _, meta), acc in zip(metas, best):
             if acc is None:
                 meta["error"] = stopped_reason(run.folder) or "stopped"
@@ -108,6 +107,13 @@ def execute_group(members, cfgs, action, train_group=None):
         for run, earlier, meta in metas:
             meta["wall_time_s"] = earlier + seconds
             write_run_json(run.folder, meta)
+
+
+def holds_results(members):
+    """Whether starting the group over must move results aside: a member's folder holds what a
+    plain start refuses to overwrite (run_folder.check_start). Members that never committed an
+    epoch simply start again, with nothing moved."""
+    return any(check_start(RunFiles(run.folder), resume=False, overwrite=False) for run in members)
 
 
 def run_paired_matrix(matrix, dry_run=False, say=print, train=None, train_group=None, overwrite=False):
@@ -176,13 +182,15 @@ class PairedDiff:
 
 
 def choose_baseline(methods, baseline=None):
-    """The named baseline (ConfigError if absent), else the vanilla student, else the first."""
+    """The named baseline (Vanilla and NONE name the vanilla student's row, spec.find_method;
+    ConfigError if absent), else the vanilla student, else the first."""
     if baseline is not None:
-        if baseline not in methods:
-            raise ConfigError(f"--baseline {baseline} is not a method of this benchmark ({', '.join(methods)}); "
-                              "name one of them")
-        return baseline
-    return next((m for m in methods if m.lower() in BASELINE_NAMES), methods[0] if methods else None)
+        found = find_method(methods, baseline)
+        if found is None:
+            raise ConfigError(f"--baseline {baseline} is not a method of this benchmark "
+                              f"({', '.join(methods)}); name one of them")
+        return found
+    return next((m for m in methods if m.lower() in VANILLA_NAMES), methods[0] if methods else None)
 
 
 def paired_differences(results, baseline=None, methods=None, pairs=None):
@@ -240,19 +248,25 @@ CAPTION = ("Best test top-1 (%) of each method minus the baseline's on the same 
            "would have if the runs were independent, sqrt(s_method² + s_baseline²).")
 
 
-def write_paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
-    """Write paired.md and paired.json into `out_dir`; returns (diffs, {"md": path, "json": path})."""
+def write_paired_report(results, out_dir, baseline=None, methods=None, pairs=None, replace=False):
+    """Write paired.md and paired.json into `out_dir`; returns (diffs, {"md": path, "json": path}),
+    with "replaced" where older ones went (report_checks.guard_replace, as for results.*)."""
     diffs = paired_differences(results, baseline, methods, pairs)
-    os.makedirs(out_dir, exist_ok=True)
     paths = {kind: os.path.join(out_dir, f"paired.{kind}") for kind in ("md", "json")}
     texts = {"md": "\n".join(["# Paired differences", "", paired_table(diffs), "", CAPTION, ""]),
              "json": json.dumps({"metric": "best test top-1 (%), method minus baseline on the same seed",
                                  "differences": [asdict(d) for d in diffs]}, indent=2) + "\n"}
-    for kind, path in paths.items():
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(texts[kind])
-        os.replace(tmp, path)
+    shown = {(d.method, d.pair) for d in diffs if d.mean is not None}
+    with writing_into(out_dir, "--out"):
+        os.makedirs(out_dir, exist_ok=True)
+        moved = guard_replace(out_dir, "paired", shown_cells(paths["json"], "differences", "mean"), shown, replace)
+        for kind, path in paths.items():
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(texts[kind])
+            os.replace(tmp, path)
+    if moved:
+        paths["replaced"] = moved
     return diffs, paths
 
 

@@ -7,9 +7,12 @@ top-5, time, throughput, sizes) and the list of problems found in the folders.
 results.csv has one row per run; results.json holds runs, cells and problems.
 """
 import csv
+import io
 import json
 import os
 
+from ..runtime.safe_write import writing_into
+from .report_checks import guard_replace, shown_cells
 from .summary import summarize
 
 CSV_FIELDS = ["method", "pair", "seed", "role", "status", "epochs", "planned_epochs", "best_top1", "best_epoch",
@@ -66,7 +69,8 @@ def table_caption(summary):
     if summary.reference_methods:
         text += f"; italic rows ({', '.join(summary.reference_methods)}) are references, not ranked"
     if any(c.partial for c in summary.cells.values()):
-        text += f"; {PARTIAL_MARK}: some runs of the cell are missing or incomplete (see Problems)"
+        text += (f"; {PARTIAL_MARK}: some runs of the cell are missing, incomplete, stale or trained with other "
+                 "settings (see Problems)")
     return text + "."
 
 
@@ -127,27 +131,41 @@ def _write_text(path, text):
     os.replace(tmp, path)
 
 
-def write_report(results, out_dir, methods=None, pairs=None, title="Benchmark", chart=True):
+def write_report(results, out_dir, methods=None, pairs=None, title="Benchmark", chart=True, replace=False):
     """Write results.{json,csv,md} (+ results.png) into `out_dir`; returns (summary, {kind: path}),
-    where "chart" is the PNG's path or, when it could not be drawn, "chart_skipped" says why."""
-    os.makedirs(out_dir, exist_ok=True)
+    where "chart" is the PNG's path or, when it could not be drawn, "chart_skipped" says why, and
+    "replaced" where older results went (report_checks.guard_replace: a results file whose
+    cells would lose their numbers is replaced only with `replace`, else OutputError)."""
     summary = summarize(results, methods, pairs)
     paths = {kind: os.path.join(out_dir, f"results.{kind}") for kind in ("json", "csv", "md")}
-    _write_text(paths["json"], json.dumps(as_json(results, summary), indent=2) + "\n")
-    _write_text(paths["md"], markdown(results, summary, title))
-    tmp = paths["csv"] + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(csv_rows(results))
-    os.replace(tmp, paths["csv"])
-    if chart:
-        from .chart import chart_unavailable, draw_chart
-
-        reason = chart_unavailable()
-        if reason:
-            paths["chart_skipped"] = reason
-        else:
-            paths["chart"] = os.path.join(out_dir, "results.png")
-            draw_chart(summary, paths["chart"])
+    shown = {key for key, cell in summary.cells.items() if cell.top1 is not None}
+    with writing_into(out_dir, "--out"):
+        os.makedirs(out_dir, exist_ok=True)
+        moved = guard_replace(out_dir, "results", shown_cells(paths["json"], "cells", "top1"), shown, replace)
+        if moved:
+            paths["replaced"] = moved
+        _write_text(paths["json"], json.dumps(as_json(results, summary), indent=2) + "\n")
+        _write_text(paths["md"], markdown(results, summary, title))
+        _write_text(paths["csv"], csv_text(results))
+        if chart:
+            _draw(summary, out_dir, paths)
     return summary, paths
+
+
+def csv_text(results):
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(csv_rows(results))
+    return out.getvalue()
+
+
+def _draw(summary, out_dir, paths):
+    from .chart import chart_unavailable, draw_chart
+
+    reason = chart_unavailable()
+    if reason:
+        paths["chart_skipped"] = reason
+    else:
+        paths["chart"] = os.path.join(out_dir, "results.png")
+        draw_chart(summary, paths["chart"])

@@ -8,9 +8,11 @@ Resumable: before each run its folder is inspected (`decide`):
   resume   a `latest` checkpoint of the same config exists: continue after its epoch;
   start    no folder, or no results (engine/run_folder.py: no checkpoint of any name, no
            worklog epoch); with --overwrite also results without a `latest`.
-A folder with checkpoints whose config differs from the run's is refused (a failed run, one
-line naming the keys) unless `overwrite` (--overwrite) is given: then its outputs are moved
-into `<folder>/replaced/N/` and the run starts over. Nothing is ever deleted.
+A folder with checkpoints whose config differs from the run's, or whose run is stale (its
+teacher's weights changed since it trained: engine/teacher_identity.py), is never skipped or
+resumed: it is refused (a failed run, one line naming the keys or the teacher) unless
+`overwrite` (--overwrite) is given: then its outputs are moved into `<folder>/replaced/N/`
+and the run starts over. Nothing is ever deleted.
 So a benchmark that was interrupted, or extended by more seeds or methods, only trains what
 is missing, and running it again trains nothing. Each run is claimed first (engine/run_lock.py):
 a run another launcher is training is left to it ("busy"), never trained twice.
@@ -23,6 +25,7 @@ import time
 
 from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
 from ..engine.run_lock import claimed, describe, lock_path, unreadable_message
+from ..engine.teacher_identity import teacher_change
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
@@ -31,21 +34,19 @@ from ..engine.worklog import read_worklog
 
 def decide(run, cfg, overwrite=False):
     """(action, reason) for one run: action is "skip", "resume" or "start" (module docstring).
-    CheckpointError when the folder's config differs, or it holds results without a `latest`
-    (engine/run_folder.py), and `overwrite` is False."""
+    CheckpointError when the folder's config or teacher differs, or it holds results without a
+    `latest` (engine/run_folder.py), and `overwrite` is False."""
     folder = run.folder
     if not os.path.isdir(folder):
         return "start", "new"
-    saved = read_config(folder)
-    changes = config_changes(saved, cfg) if saved else []
-    if changes and not RunFiles(folder).results():  # e.g. it diverged in epoch 1: nothing to keep
-        return "start", f"its config changed ({describe_changes(changes)}) and no checkpoint was written: starting over"
-    if changes:
+    why, refusal, way_back = _difference(folder, cfg)
+    if why and not RunFiles(folder).results():  # e.g. it diverged in epoch 1: nothing to keep
+        return "start", f"{why} and no checkpoint was written: starting over"
+    if why:
         if not overwrite:
-            raise CheckpointError(f"{folder} was trained with another config ({describe_changes(changes)}); pass "
-                                  f"--overwrite to move its outputs into {os.path.join(folder, REPLACED)}/ and start "
-                                  "over, or run it with the config it was trained with")
-        return "start", f"its config changed ({describe_changes(changes)}): old outputs moved aside, starting over"
+            raise CheckpointError(f"{folder} {refusal}; pass --overwrite to move its outputs into "
+                                  f"{os.path.join(folder, REPLACED)}/ and {way_back}")
+        return "start", f"{why}: old outputs moved aside, starting over"
     log = read_worklog(os.path.join(folder, "worklog.txt"))
     if log.finished and log.last_epoch >= cfg.SOLVER.EPOCHS and os.path.isfile(os.path.join(folder, "student_best")):
         return "skip", "complete"
@@ -58,6 +59,22 @@ def decide(run, cfg, overwrite=False):
     if found:
         return "start", "results but no `latest`: old outputs moved aside, starting over"
     return "start", "no committed epoch: starting over"
+
+
+def _difference(folder, cfg):
+    """(why, refusal, way out) when the folder's run is not the one `cfg` asks for: its config
+    differs, or it is stale (its teacher's weights changed since: engine/teacher_identity.py);
+    else (None, None, None)."""
+    saved = read_config(folder)
+    changes = config_changes(saved, cfg) if saved else []
+    if changes:
+        shown = describe_changes(changes)
+        return (f"its config changed ({shown})", f"was trained with another config ({shown})",
+                "start over, or run it with the config it was trained with")
+    stale = teacher_change(folder, cfg)
+    if stale:
+        return f"it is stale: {stale}", f"is stale: {stale}", "redo it"
+    return None, None, None
 
 
 def earlier_wall_time(run, action):
@@ -165,6 +182,6 @@ def decide_and_train(run, head, counts, failures, dry_run, say, train, show_fold
 
 
 def collect_matrix(runs):
-    """RunResults of planned runs (labels from the plan, not from the folders)."""
-    return [read_run(r.folder, r.method, r.pair, r.seed, r.role, planned_epochs=r.cfg().SOLVER.EPOCHS)
-            for r in runs]
+    """RunResults of planned runs (labels from the plan, not from the folders), each checked
+    against the config it is planned with (collect.py: mismatch, stale)."""
+    return [read_run(r.folder, r.method, r.pair, r.seed, r.role, requested=r.cfg()) for r in runs]

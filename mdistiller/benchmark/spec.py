@@ -46,10 +46,11 @@ from typing import List, Optional, Tuple
 import yaml
 
 from ..config import get_cfg_defaults, load_cfg, path_component_problem
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 
 TEACHER_ROLE = "teacher"
 STUDENT_ROLE = "student"
+VANILLA_NAMES = ("vanilla", "none")  # row labels of the student trained without a teacher
 # Config sections that describe the run rather than a distillation method (see `stack_sections`).
 RUN_SECTIONS = {"EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG"}
 
@@ -100,8 +101,43 @@ class Run:
         return load_cfg(self.config, self.opts)
 
 
+class MatrixProblems(ConfigError):
+    """Several problems of one benchmark, found before its first run; `problems`: one line each."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def each(items, build):
+    """[build(item) for item in items], where the problems of every item are raised together
+    (MatrixProblems, each distinct message once) rather than the first item's alone."""
+    built, problems = [], {}
+    for item in items:
+        try:
+            built.append(build(item))
+        except MatrixProblems as err:
+            problems.update(dict.fromkeys(err.problems))
+        except UserError as err:
+            problems[str(err)] = None
+    if problems:
+        raise MatrixProblems(problems)
+    return built
+
+
 def _unique(items):
     return list(dict.fromkeys(items))
+
+
+def find_method(methods, name):
+    """The row label among `methods` that `name` means: itself, or for any spelling of Vanilla or
+    NONE the vanilla student's row (the README writes Vanilla; with --methods the row is NONE);
+    None when there is none."""
+    if name in methods:
+        return name
+    if name.lower() in VANILLA_NAMES:
+        return next((m for m in methods if m.lower() in VANILLA_NAMES), None)
+    return None
 
 
 def slug(text):
@@ -162,10 +198,18 @@ def _find_config(path, base_dir, where):
 def load_matrix(path):
     """Read a spec YAML (format in the module docstring)."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"benchmark spec {path} does not exist; pass an existing YAML with --spec") from None
+    except IsADirectoryError:
+        raise ConfigError(f"benchmark spec {path} is a folder; pass a YAML file with --spec") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"benchmark spec {path} is not UTF-8 text (a binary file?); pass a YAML file with --spec"
+                          ) from None
+    except OSError as err:
+        raise ConfigError(f"benchmark spec {path} cannot be read ({os.strerror(err.errno) if err.errno else err}); "
+                          "pass a readable YAML file with --spec") from None
     except yaml.YAMLError:
         raise ConfigError(f"benchmark spec {path} is not valid YAML: fix its syntax") from None
     if not isinstance(data, dict):
@@ -182,8 +226,8 @@ def load_matrix(path):
     if not isinstance(pairs, dict):
         raise ConfigError(f"benchmark spec {path}: 'pairs' must map column labels to KEY VALUE overrides")
     common = _opts_list(data.get("opts"), f"benchmark spec {path} opts")
-    cells = []
-    for label, entry in methods.items():
+    def method_cells(item):
+        label, entry = item
         where = f"benchmark spec {path}, method {label!r}"
         entry = {"cfg": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict) or not isinstance(entry.get("cfg"), str):
@@ -197,18 +241,23 @@ def load_matrix(path):
         config = _find_config(entry["cfg"], base_dir, where)
         opts = _opts_list(entry.get("opts"), where + " opts")
         seeds = _seeds(entry.get("seeds"), where + " seeds")
+        found = []
         for pair, pair_opts in pairs.items():
             pair_opts = _opts_list(pair_opts, f"benchmark spec {path}, pair {pair!r}")
             label_pair = pair if pair is not None else cfg_labels(load_cfg(config, common + pair_opts + opts))[1]
-            cells.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
+            found.append(Cell(str(label), str(label_pair), config, tuple(pair_opts + opts), seeds, role))
+        return found
+
+    cells = [cell for found in each(methods.items(), method_cells) for cell in found]
     if None in pairs:
         cells = _join_teacher_columns(cells, common)
     paired, baseline = data.get("paired", False), data.get("baseline")
     if not isinstance(paired, bool):
         raise ConfigError(f"benchmark spec {path}: paired is {paired!r}; write true or false")
-    if baseline is not None and str(baseline) not in {c.method for c in cells}:
+    methods = _unique(c.method for c in cells if c.role != TEACHER_ROLE)
+    if baseline is not None and find_method(methods, str(baseline)) is None:
         raise ConfigError(f"benchmark spec {path}: baseline {baseline!r} is not one of its methods "
-                          f"({', '.join(_unique(c.method for c in cells))})")
+                          f"({', '.join(methods)})")
     project = data.get("project")
     if project is not None:
         if isinstance(project, (dict, list, bool)):
@@ -217,7 +266,8 @@ def load_matrix(path):
         check_project(project, f"benchmark spec {path}: project", "the spec's project:")
     return Matrix(project=str(project or os.path.splitext(os.path.basename(path))[0]),
                   seeds=list(_seeds(data.get("seeds", [0]), f"benchmark spec {path} seeds")),
-                  cells=cells, opts=common, paired=paired, baseline=None if baseline is None else str(baseline),
+                  cells=cells, opts=common, paired=paired,
+                  baseline=None if baseline is None else find_method(methods, str(baseline)),
                   launcher=_launcher(data.get("launcher"), path), slurm=_mapping(data.get("slurm"), path, "slurm"))
 
 
@@ -260,9 +310,7 @@ def _join_teacher_columns(cells, common):
 
 def matrix_from_configs(paths, seeds, project, opts=()):
     """One cell per config file, labelled from its DISTILLER section."""
-    cells = []
-    for path in paths:
-        cells.append(Cell(*cfg_labels(load_cfg(path, list(opts))), path))
+    cells = each(paths, lambda path: Cell(*cfg_labels(load_cfg(path, list(opts))), path))
     return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
 
 
@@ -303,19 +351,20 @@ def config_for(configs_dir, dataset, method, pair):
 
 def matrix_from_names(methods, pairs, seeds, project, dataset="cifar100", configs_dir="configs", opts=()):
     """Cells for methods x pairs from the config tree; "A+B" stacks B onto A (module docstring)."""
-    cells = []
-    for method in methods:
+    def cell(item):
+        method, pair = item
         base, *stacked = method.split("+")
-        for pair in pairs:
-            config, extra = config_for(configs_dir, dataset, base, pair)
-            if stacked:
-                extra = extra + ["DISTILLER.STACK", list(stacked)]
-                for name in stacked:
-                    try:
-                        extra += stack_sections(config_for(configs_dir, dataset, name, pair)[0])
-                    except ConfigError:
-                        pass  # the stacked method has no config for this pair: its defaults apply
-            cells.append(Cell(method, pair, config, tuple(extra)))
+        config, extra = config_for(configs_dir, dataset, base, pair)
+        if stacked:
+            extra = extra + ["DISTILLER.STACK", list(stacked)]
+            for name in stacked:
+                try:
+                    extra += stack_sections(config_for(configs_dir, dataset, name, pair)[0])
+                except ConfigError:
+                    pass  # the stacked method has no config for this pair: its defaults apply
+        return Cell(method, pair, config, tuple(extra))
+
+    cells = each([(method, pair) for method in methods for pair in pairs], cell)
     return Matrix(project=project, seeds=list(seeds), cells=cells, opts=list(opts))
 
 

@@ -18,19 +18,22 @@
     python tools/benchmark.py --spec bench.yaml --launcher slurm --slurm-partition gpu --slurm-gpus-per-run 1
     python tools/benchmark.py --spec bench.yaml --status     # done/running/pending/failed, job ids, logs
 
-Runs that are complete are skipped and interrupted ones resumed, so the same command can be
-repeated or extended; --dry-run lists what would run. A run whose folder was trained with another
-config is refused unless --overwrite is given, which moves its old outputs into
-<run folder>/replaced/N/ (nothing is deleted). A run another launcher is training (its
+Before the first run every input of the matrix is checked (mdistiller/benchmark/preflight.py) and
+all problems are printed at once, one `error: ...` line each. Runs that are complete are skipped
+and interrupted ones resumed, so the same command can be repeated or extended (after Ctrl-C too);
+--dry-run lists what would run. A run whose folder was trained with another config, or whose
+teacher's weights changed since (stale), is refused unless --overwrite is given, which moves its
+old outputs into <run folder>/replaced/N/ (nothing is deleted). Results files whose cells would
+lose their numbers are not replaced without --overwrite (the old ones go to <out>/replaced/N/). A run another launcher is training (its
 `<run folder>.lock`) is left to it (mdistiller/benchmark/launch*.py). Results: results.md (papers' layout),
 results.csv (one row per run), results.json and results.png in --out (default: the project's
 output folder). Trailing KEY VALUE pairs override every run's config, as for tools/train.py.
-Exit codes: 0 done, 1 some runs failed, 2 bad input (one `error: ...` line).
+Exit codes: 0 done, 1 some runs failed, 2 bad input (`error: ...` lines), 130 interrupted (Ctrl-C).
 """
 import os
 import sys
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, OutputError, UserError
 from . import add_config_arguments, new_parser, plugin_opts
 
 
@@ -151,29 +154,33 @@ def discovered_results(dirs):
     return results
 
 
-def report(results, out_dir, methods=None, pairs=None, chart=True):
+def report(results, out_dir, methods=None, pairs=None, chart=True, replace=False):
     from ..benchmark import accuracy_table, write_report
 
-    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart)
+    for r in results:  # first: a refusal to replace older results refers to them
+        if r.problems:
+            print(f"problem: {r.folder}: {'; '.join(r.problems)}")
+    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart, replace=replace)
     print()
     print(accuracy_table(summary))
     print()
-    for r in results:
-        if r.problems:
-            print(f"problem: {r.folder}: {'; '.join(r.problems)}")
+    if "replaced" in paths:
+        print(f"moved the previous results.* to {paths['replaced']}")
     print("results: " + ", ".join(paths[k] for k in ("md", "csv", "json", "chart") if k in paths))
     if "chart_skipped" in paths:
         print(paths["chart_skipped"])
     return summary
 
 
-def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
+def paired_report(results, out_dir, baseline=None, methods=None, pairs=None, replace=False):
     from ..benchmark.paired_runs import paired_table, write_paired_report
 
-    diffs, paths = write_paired_report(results, out_dir, baseline, methods, pairs)
+    diffs, paths = write_paired_report(results, out_dir, baseline, methods, pairs, replace=replace)
     print()
     print(paired_table(diffs))
-    print("paired: " + ", ".join(paths.values()))
+    if "replaced" in paths:
+        print(f"moved the previous paired.* to {paths['replaced']}")
+    print("paired: " + ", ".join(paths[k] for k in ("md", "json")))
 
 
 def print_status(runs):
@@ -200,61 +207,108 @@ def paper_report(results, out_dir):
 
 
 def refused_note(counts):
-    """The summary's note on runs refused for a changed config (runner.decide)."""
-    return f", {counts['refused']} refused (config changed; see --overwrite)" if counts.get("refused") else ""
+    """The summary's note on runs refused for a changed config or teacher (runner.decide)."""
+    refused = counts.get("refused")
+    return f", {refused} refused (config or teacher changed; see --overwrite)" if refused else ""
+
+
+INTERRUPTED = ("interrupted; rerun the same command to continue: complete runs are skipped and an interrupted run "
+               "resumes after its last committed epoch")
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.runs_dir:
-            results = discovered_results(args.runs_dir)
-            report(results, args.out or args.runs_dir[0], chart=not args.no_chart)
-            if args.paired:
-                paired_report(results, args.out or args.runs_dir[0], args.baseline)
-            if args.paper:
-                paper_report(results, args.out or args.runs_dir[0])
-            return 0
-        from ..benchmark import collect_matrix, run_matrix
-        from ..benchmark.dispatch import launch_matrix
-        from ..benchmark.paired_runs import run_paired_matrix
-        from ..benchmark.spec import plan_runs
-
-        matrix = build_matrix(args)
-        paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`
-        baseline = args.baseline or matrix.baseline
-        failures = []
-        if args.status:
-            return print_status(plan_runs(matrix))
-        if args.report_only:
-            runs = plan_runs(matrix)
-        elif args.dry_run:
-            runs, counts, _ = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=True,
-                                                                            overwrite=args.overwrite)
-            print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete"
-                  f"{refused_note(counts)}")
-            return 0
-        else:
-            launcher, jobs, slurm = launch_settings(args, matrix)
-            runs, counts, failures = launch_matrix(matrix, paired, launcher, jobs, slurm, wait=not args.no_wait,
-                                                   overwrite=args.overwrite)
-            if launcher == "slurm" and args.no_wait:
-                return 0
-            busy = f", {counts['busy']} left to other launchers" if counts.get("busy") else ""
-            refused = counts.get("refused", 0)  # in `failures` too, but never started
-            print(f"ran {counts['start'] + counts['resume'] - len(failures) + refused}, skipped {counts['skip']} "
-                  f"complete{busy}, {len(failures)} failed{refused_note(counts)}")
-        out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))
-        results = collect_matrix(runs)
-        report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart)
-        if paired:
-            paired_report(results, out, baseline, matrix.methods, matrix.pairs)
-        if args.paper:
-            paper_report(results, out)
-        return 1 if failures else 0
+        return from_folders(args) if args.runs_dir else from_matrix(args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in getattr(err, "problems", None) or [str(err)]:  # preflight.MatrixProblems: one line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
+
+
+def from_folders(args):
+    """--runs-dir: tables of the folders as they are."""
+    from ..benchmark.paired_runs import choose_baseline
+    from ..benchmark.report_checks import output_problem
+
+    results = discovered_results(args.runs_dir)
+    out = args.out or args.runs_dir[0]
+    problem = output_problem(out)
+    if problem:
+        raise OutputError(problem)
+    if args.paired:  # before any table is written
+        choose_baseline(list(dict.fromkeys(r.method for r in results if r.role != "teacher")), args.baseline)
+    report(results, out, chart=not args.no_chart, replace=args.overwrite)
+    if args.paired:
+        paired_report(results, out, args.baseline, replace=args.overwrite)
+    if args.paper:
+        paper_report(results, out)
+    return 0
+
+
+def from_matrix(args):
+    """A matrix (--spec, --cfg, --methods): checked before anything runs (benchmark/preflight.py),
+    then trained (or listed, or only tabulated) and reported."""
+    from ..benchmark import collect_matrix
+    from ..benchmark.preflight import check_matrix, tables_folder
+    from ..benchmark.report_checks import report_only_refusal
+    from ..benchmark.spec import plan_runs
+
+    matrix = build_matrix(args)
+    paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`
+    baseline = args.baseline or matrix.baseline
+    if args.status:
+        return print_status(plan_runs(matrix))
+    launcher, jobs, slurm = launch_settings(args, matrix)
+    training = not args.report_only and not args.dry_run  # a dry run also plans where data or teachers are not
+    runs = check_matrix(matrix, args.out, paired, baseline, training=training, data=launcher != "slurm")
+    out = tables_folder(runs, args.out)
+    failures = []
+    if args.dry_run and not args.report_only:
+        return dry_run(matrix, paired, args.overwrite)
+    if training:
+        failures = train_matrix(args, matrix, paired, launcher, jobs, slurm)
+        if failures is None:  # submitted to Slurm without waiting
+            return 0
+    results = collect_matrix(runs)
+    if args.report_only:
+        refusal = report_only_refusal(results, os.path.dirname(os.path.normpath(runs[0].folder)))
+        if refusal:
+            raise ConfigError(refusal)
+    report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart, replace=args.overwrite)
+    if paired:
+        paired_report(results, out, baseline, matrix.methods, matrix.pairs, replace=args.overwrite)
+    if args.paper:
+        paper_report(results, out)
+    return 1 if failures else 0
+
+
+def dry_run(matrix, paired, overwrite):
+    from ..benchmark import run_matrix
+    from ..benchmark.paired_runs import run_paired_matrix
+
+    _, counts, _ = (run_paired_matrix if paired else run_matrix)(matrix, dry_run=True, overwrite=overwrite)
+    print(f"{counts['start']} to start, {counts['resume']} to resume, {counts['skip']} complete{refused_note(counts)}")
+    return 0
+
+
+def train_matrix(args, matrix, paired, launcher, jobs, slurm):
+    """Train with the chosen launcher and print the tally; the [(run, message)] of failed runs,
+    or None when the runs were submitted to Slurm without waiting."""
+    from ..benchmark.dispatch import launch_matrix
+
+    _, counts, failures = launch_matrix(matrix, paired, launcher, jobs, slurm, wait=not args.no_wait,
+                                        overwrite=args.overwrite)
+    if launcher == "slurm" and args.no_wait:
+        return None
+    busy = f", {counts['busy']} left to other launchers" if counts.get("busy") else ""
+    refused = counts.get("refused", 0)  # in `failures` too, but never started
+    print(f"ran {counts['start'] + counts['resume'] - len(failures) + refused}, skipped {counts['skip']} "
+          f"complete{busy}, {len(failures)} failed{refused_note(counts)}")
+    return failures
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
   student_latest, student_best, student_N   {"model": student state dict} (loadable as a teacher)
   worklog.txt, train.events/     text log and tensorboard events
   config.yaml                    the resolved config of the run (new)
+  teacher.json                   the digest of the teacher weights it learned from (new; teacher_identity.py)
   replaced/N/                    outputs an --overwrite moved aside (new; nothing is deleted)
 
 PROJECT and NAME/TAG are one path component each (config.py), and `run_folder` checks that
@@ -48,6 +49,7 @@ from ..config import TRAINER_ALIASES, dump_cfg, get_cfg_defaults, run_name
 from ..errors import CheckpointError, ConfigError, UserError
 from ..runtime.safe_write import fsync_folder, write_temp, writing
 from .run_lock import held_message, holder_alive, read_lock
+from .teacher_identity import TEACHER_FILE, teacher_change
 from .worklog import read_worklog
 
 _CHECKPOINT = re.compile(r"^(latest|best|epoch_\d+|student_(latest|best|\d+))$")
@@ -123,7 +125,7 @@ class RunFiles:
 
     def outputs(self):
         """Names of this run's own outputs present (checkpoints, logs, config, records), sorted."""
-        own = {"worklog.txt", "config.yaml", "train.events", STOPPED_FILE, RUN_JSON}
+        own = {"worklog.txt", "config.yaml", "train.events", STOPPED_FILE, RUN_JSON, TEACHER_FILE}
         if not os.path.isdir(self.folder):
             return []
         return sorted(n for n in os.listdir(self.folder) if _CHECKPOINT.match(n) or n in own)
@@ -400,6 +402,9 @@ def check_start(files, resume, overwrite, cfg=None, ways=OUR_WAYS):
                 own = (f"resume with the config and overrides it was started with (its config.yaml is unreadable; "
                        f"{files.latest} carries the config compared here)")
             return f"cannot resume {folder} with a changed config ({describe_changes(changes)}); {own}, or {aside}"
+        stale = teacher_change(folder, cfg) if cfg is not None else None
+        if stale:
+            return f"cannot resume {folder}: {stale}; {aside}"
         return None
     found = files.results()
     if found:

@@ -59,6 +59,7 @@ from .run_folder import STOPPED_FILE, RunFiles, check_start, commit, make_ready
 from .run_group import run_rules, stopped_reason
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
+from .teacher_identity import record_teacher
 from .events import EventLog
 from .step import train_step
 from .worklog import best_line, format_epoch_block, read_text, trim_worklog
@@ -151,6 +152,7 @@ class StudentRun:
         """Rank 0: the resolved config beside the outputs and the tensorboard writer."""
         if self.info.is_main:
             write_text_atomic(self.files.config, dump_cfg(self.cfg))
+            record_teacher(self.files.folder, self.cfg, resumed=self.epoch_done > 0)
             with writing(self.files.events):
                 self.events = EventLog(self.files.events)
 

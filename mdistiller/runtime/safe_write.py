@@ -89,3 +89,31 @@ def write_text_atomic(path, text):
         tmp = write_temp(os.path.dirname(os.path.abspath(path)), ".tmp_" + os.path.basename(path),
                          lambda f: f.write(text.encode()))
         os.replace(tmp, path)
+
+
+def unwritable_folder(path):
+    """Why files cannot be written into the folder `path` (created when missing), or None: a
+    file stands where a folder must be, or the nearest existing folder is read-only."""
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    if os.access(probe, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return f"{probe} is on a read-only file system" if read_only else f"{probe} is not writable (permission denied)"
+
+
+@contextlib.contextmanager
+def writing_into(folder, flag):
+    """`writing` for outputs that a command-line flag places (tables, figures): a failed write
+    into `folder` is one OutputError line whose way out is that flag."""
+    try:
+        yield
+    except OSError as err:
+        reason = _write_failure_reason(err.filename or folder, err)
+        raise OutputError(f"cannot write into {folder}: {reason}; pass {flag} a writable folder") from None

@@ -18,7 +18,7 @@
     python tools/benchmark.py --spec bench.yaml --launcher slurm --slurm-partition gpu --slurm-gpus-per-run 1
     python tools/benchmark.py --spec bench.yaml --status     # done/running/pending/failed, job ids, logs
 
-Before the first run every input of the matrix is checked (mdistiller/benchmark/preflight.py) and
+Before the first run every input of the matrix is checked (mdistiller/benchmark/matrix_checks.py) and
 all problems are printed at once, one `error: ...` line each. Runs that are complete are skipped
 and interrupted ones resumed, so the same command can be repeated or extended (after Ctrl-C too);
 --dry-run lists what would run. A run whose folder was trained with another config, or whose
@@ -250,10 +250,10 @@ def from_folders(args):
 
 
 def from_matrix(args):
-    """A matrix (--spec, --cfg, --methods): checked before anything runs (benchmark/preflight.py),
+    """A matrix (--spec, --cfg, --methods): checked before anything runs (benchmark/matrix_checks.py),
     then trained (or listed, or only tabulated) and reported."""
     from ..benchmark import collect_matrix
-    from ..benchmark.preflight import check_matrix, tables_folder
+    from ..benchmark.matrix_checks import check_matrix, tables_folder
     from ..benchmark.report_checks import report_only_refusal
     from ..benchmark.spec import plan_runs
 

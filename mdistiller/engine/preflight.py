@@ -18,6 +18,7 @@ from ..distillers import check_distiller_cfg, teacher_required
 from ..distillers.inputs import input_views
 from ..errors import CheckpointError, OutputError, UnreadableCheckpoint, UserError
 from ..plugins import load_plugins
+from ..runtime.safe_write import unwritable_folder
 from ..runtime.checkpoint_io import extract_student_state_dict, load_checkpoint, missing_weights_words
 from .device import resolve_device
 from .distributed import DistInfo
@@ -48,18 +49,11 @@ def start_problem(cfg, resume=False, overwrite=False):
 
 
 def check_writable(folder):
-    """OutputError unless `folder` exists as a writable folder or can be created (its nearest
-    existing parent is a writable folder). Nothing is written."""
-    here = os.path.abspath(folder)
-    while not os.path.lexists(here):
-        here = os.path.dirname(here)
-    if not os.path.isdir(here):
-        raise OutputError(f"cannot create output folder {folder}: {here} is a file; move it away or set "
-                          "LOG.PREFIX (or EXPERIMENT.NAME) to another place")
-    if not os.access(here, os.W_OK | os.X_OK):
-        read_only = os.statvfs(here).f_flag & os.ST_RDONLY
-        reason = "the file system is read-only" if read_only else "permission denied"
-        raise OutputError(f"cannot write {folder}: {reason} (at {here}); set LOG.PREFIX to a writable folder")
+    """OutputError unless `folder` exists as a writable folder or can be created. Nothing is written."""
+    reason = unwritable_folder(folder)
+    if reason:
+        raise OutputError(f"cannot create output folder {folder}: {reason}; set LOG.PREFIX (or EXPERIMENT.NAME) to a writable "
+                          "place")
 
 
 def check_weights_file(path, way_out):

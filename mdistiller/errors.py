@@ -32,3 +32,12 @@ class OutputError(UserError):
 
 class NonFiniteLossError(UserError):
     """The loss became NaN/inf; the run stopped before writing a checkpoint of bad weights."""
+
+
+class DownloadError(UserError):
+    """A file could not be downloaded (network down, server error, a transfer cut short)."""
+
+
+class ArchiveError(UserError):
+    """An archive is unreadable or holds something it must not (paths outside its folder,
+    links, devices, unsafe or unfitting checkpoints); nothing of it was extracted."""

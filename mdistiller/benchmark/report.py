@@ -5,11 +5,14 @@ results.md has the papers' layout: one column per teacher/student pair, one row 
 teachers as reference rows on top. Then a per-cell table of the other numbers (last top-1,
 top-5, time, throughput, sizes) and the list of problems found in the folders.
 results.csv has one row per run; results.json holds runs, cells and problems.
+Each cell's difference to a baseline row with its 95% confidence interval (differences.py) is a
+section of results.md, differences.csv, and results.json's "differences".
 """
 import csv
 import json
 import os
 
+from . import differences
 from .summary import summarize
 
 CSV_FIELDS = ["method", "pair", "seed", "role", "status", "epochs", "planned_epochs", "best_top1", "best_epoch",
@@ -89,9 +92,10 @@ def problem_lines(results):
     return [f"- `{r.folder}`: {'; '.join(r.problems)}" for r in results if r.problems]
 
 
-def markdown(results, summary, title="Benchmark"):
-    parts = [f"# {title}", "", accuracy_table(summary), "", table_caption(summary), "", "## Per cell", "",
-             details_table(summary), ""]
+def markdown(results, summary, title="Benchmark", difference_section=""):
+    parts = [f"# {title}", "", accuracy_table(summary), "", table_caption(summary), ""]
+    parts += [difference_section] if difference_section else []
+    parts += ["## Per cell", "", details_table(summary), ""]
     problems = problem_lines(results)
     if problems:
         parts += ["## Problems", ""] + problems + [""]
@@ -127,20 +131,29 @@ def _write_text(path, text):
     os.replace(tmp, path)
 
 
-def write_report(results, out_dir, methods=None, pairs=None, title="Benchmark", chart=True):
-    """Write results.{json,csv,md} (+ results.png) into `out_dir`; returns (summary, {kind: path}),
-    where "chart" is the PNG's path or, when it could not be drawn, "chart_skipped" says why."""
+def _write_csv(path, fields, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_report(results, out_dir, methods=None, pairs=None, title="Benchmark", chart=True, baseline=None):
+    """Write results.{json,csv,md}, differences.csv (+ results.png) into `out_dir`; returns (summary,
+    {kind: path}), where "chart" is the PNG's path or, when it could not be drawn, "chart_skipped"
+    says why. `baseline`: the row differences are taken against (default: the first distiller row)."""
     os.makedirs(out_dir, exist_ok=True)
     summary = summarize(results, methods, pairs)
+    base, diffs = differences.cell_differences(results, summary, baseline)
     paths = {kind: os.path.join(out_dir, f"results.{kind}") for kind in ("json", "csv", "md")}
-    _write_text(paths["json"], json.dumps(as_json(results, summary), indent=2) + "\n")
-    _write_text(paths["md"], markdown(results, summary, title))
-    tmp = paths["csv"] + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(csv_rows(results))
-    os.replace(tmp, paths["csv"])
+    paths["differences"] = os.path.join(out_dir, "differences.csv")
+    data = dict(as_json(results, summary), **differences.as_json(base, diffs))
+    _write_text(paths["json"], json.dumps(data, indent=2) + "\n")
+    _write_text(paths["md"], markdown(results, summary, title, differences.markdown_section(summary, base, diffs)))
+    _write_csv(paths["csv"], CSV_FIELDS, csv_rows(results))
+    _write_csv(paths["differences"], differences.CSV_FIELDS, differences.csv_rows(diffs))
     if chart:
         from .chart import chart_unavailable, draw_chart
 

@@ -61,8 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--paired", action="store_true",
                    help="train each (pair, seed)'s students together (one stream, one teacher pass) and "
                         "tabulate method minus baseline per seed (paired.md/json)")
-    p.add_argument("--baseline", help="with --paired: the method the differences are taken against "
-                                      "(default: the vanilla student, else the first method)")
+    p.add_argument("--baseline", help="the row differences are taken against: results.md's confidence intervals "
+                                      "(default: the first distiller row, e.g. KD) and, with --paired, paired.md "
+                                      "(default there: the vanilla student, else the first method)")
     add_launch_args(p)
     add_config_arguments(p, "KEY VALUE overrides for every run")
     args = p.parse_args(argv)
@@ -152,17 +153,19 @@ def discovered_results(dirs):
     return results
 
 
-def report(results, out_dir, methods=None, pairs=None, chart=True):
+def report(results, out_dir, methods=None, pairs=None, chart=True, baseline=None):
     from ..benchmark import accuracy_table, write_report
+    from ..benchmark.differences import cell_differences, markdown_section
 
-    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart)
+    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart, baseline=baseline)
     print()
     print(accuracy_table(summary))
     print()
+    print(markdown_section(summary, *cell_differences(results, summary, baseline)))
     for r in results:
         if r.problems:
             print(f"problem: {r.folder}: {'; '.join(r.problems)}")
-    print("results: " + ", ".join(paths[k] for k in ("md", "csv", "json", "chart") if k in paths))
+    print("results: " + ", ".join(paths[k] for k in ("md", "csv", "json", "differences", "chart") if k in paths))
     if "chart_skipped" in paths:
         print(paths["chart_skipped"])
     return summary
@@ -191,10 +194,11 @@ def print_status(runs):
     return 0
 
 
-def paper_report(results, out_dir):
+def paper_report(results, out_dir, summary, baseline=None):
+    from ..benchmark.differences import choose_baseline
     from ..benchmark.paper import write_paper_report
 
-    text, path = write_paper_report(results, out_dir)
+    text, path = write_paper_report(results, out_dir, baseline=choose_baseline(summary, baseline))
     print()
     print(text)
     print(f"paper: {path}")
@@ -210,11 +214,11 @@ def main(argv=None):
     try:
         if args.runs_dir:
             results = discovered_results(args.runs_dir)
-            report(results, args.out or args.runs_dir[0], chart=not args.no_chart)
+            summary = report(results, args.out or args.runs_dir[0], chart=not args.no_chart, baseline=args.baseline)
             if args.paired:
                 paired_report(results, args.out or args.runs_dir[0], args.baseline)
             if args.paper:
-                paper_report(results, args.out or args.runs_dir[0])
+                paper_report(results, args.out or args.runs_dir[0], summary, args.baseline)
             return 0
         from ..benchmark import collect_matrix, run_matrix
         from ..benchmark.dispatch import launch_matrix
@@ -224,6 +228,9 @@ def main(argv=None):
         matrix = build_matrix(args)
         paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`
         baseline = args.baseline or matrix.baseline
+        if baseline is not None and baseline not in matrix.methods:  # before any training, not at the table
+            raise ConfigError(f"--baseline {baseline} is not a method of this benchmark ({', '.join(matrix.methods)}); "
+                              "name one of them")
         failures = []
         if args.status:
             return print_status(plan_runs(matrix))
@@ -247,11 +254,11 @@ def main(argv=None):
                   f"complete{busy}, {len(failures)} failed{refused_note(counts)}")
         out = args.out or os.path.dirname(os.path.normpath(runs[0].folder))
         results = collect_matrix(runs)
-        report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart)
+        summary = report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart, baseline=baseline)
         if paired:
             paired_report(results, out, baseline, matrix.methods, matrix.pairs)
         if args.paper:
-            paper_report(results, out)
+            paper_report(results, out, summary, baseline)
         return 1 if failures else 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

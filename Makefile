@@ -10,7 +10,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 # What `make install` installs; the one place to add an extra.
-EXTRAS ?= test,demo,plot,timm
+EXTRAS ?= test,demo,plot,timm,wandb
 # This image carries these torch/torchvision builds on local disk; elsewhere any torch >= 2.5 works.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 TORCH_ANY ?= "torch>=2.5" "torchvision>=0.20"

@@ -34,5 +34,7 @@ setup(
         "demo": ["scikit-learn>=1.1", "mlxtend>=0.21"],
         # models from timm as teacher or student (DISTILLER.STUDENT timm:<name>), .safetensors weights
         "timm": ["timm>=1.0", "safetensors>=0.4"],
+        # LOG.WANDB True: Weights & Biases logging as mdistiller had it (mdistiller/engine/wandb_log.py)
+        "wandb": ["wandb>=0.21"],
     },
 )

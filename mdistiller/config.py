@@ -88,7 +88,7 @@ CFG.LOG = CN()
 CFG.LOG.TENSORBOARD_FREQ = 500  # iterations between tensorboard scalars
 CFG.LOG.SAVE_CHECKPOINT_FREQ = 40  # write epoch_N every this many epochs
 CFG.LOG.PREFIX = "./output"  # root of output folders
-CFG.LOG.WANDB = False  # accepted for mdistiller configs; wandb is not used here (tensorboardX is)
+CFG.LOG.WANDB = False  # log to Weights & Biases as mdistiller did (its default was True; needs the wandb extra)
 CFG.LOG.QUIET = False  # (new) no progress bars, one summary line per epoch (for CI logs)
 
 # ---------------------------------------------------------------- distillation methods

@@ -59,6 +59,7 @@ from .run_group import run_rules, stopped_reason
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from .events import EventLog
+from .wandb_log import open_wandb
 from .step import train_step
 from .worklog import append_best, append_epoch, trim_worklog
 
@@ -131,6 +132,7 @@ class StudentRun:
         self.files = RunFiles(folder)
         self.best_acc = -1.0  # mdistiller's start value
         self.events = None
+        self.wandb = None  # LOG.WANDB: engine/wandb_log.py
         self.sums = None
         self.stat_sources = stat_sources(distiller)  # distillers' logged statistics (swap rates, ...)
         self.graphed = None  # SOLVER.CUDA_GRAPH: the step as a replayed CUDA graph (engine/graph_step.py)
@@ -146,8 +148,9 @@ class StudentRun:
 
     # ------------------------------------------------------------------ logs
     def open_logs(self):
-        """Rank 0: the resolved config beside the outputs and the tensorboard writer."""
+        """Rank 0: the resolved config beside the outputs, the tensorboard writer, wandb (LOG.WANDB)."""
         if self.info.is_main:
+            self.wandb = open_wandb(self.cfg, self.files.folder, resumed=self.epoch_done > 0)
             write_text_atomic(self.files.config, dump_cfg(self.cfg))
             with writing(self.files.events):
                 self.events = EventLog(self.files.events)
@@ -156,6 +159,9 @@ class StudentRun:
         if self.events is not None:
             self.events.close()
             self.events = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
 
     def stop(self, reason):
         """Leave the loop for good (a diverged student of a paired run); rank 0 records why."""
@@ -268,6 +274,8 @@ class StudentRun:
         scalars.update({f"loss_terms/{k}": v for k, v in train["terms"].items()})
         self.events.scalars(scalars, epoch)
         self.events.flush()
+        if self.wandb is not None:
+            self.wandb.log_epoch(epoch, lr, {k: v for k, v in scalars.items() if k != "lr"}, self.best_acc)
         self.save(epoch, rng, improved)
 
     def checkpoint(self, epoch, rng):

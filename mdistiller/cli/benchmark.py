@@ -82,7 +82,9 @@ def parse_args(argv=None):
 def add_launch_args(p):
     p.add_argument("--launcher", choices=["local", "slurm"], help="where runs train (default: the spec's, else local)")
     p.add_argument("--jobs", type=int, metavar="N",
-                   help="with --launcher local: runs at once (default 1: in this process)")
+                   help="with --launcher local: runs at once (default 1: in this process); each gets cores/N "
+                        "CPU threads, so CPU results can differ in the last digits from a run with all "
+                        "threads (float sums add in another order); each run's start line prints its threads")
     p.add_argument("--no-wait", action="store_true", help="with --launcher slurm: return after submitting")
     p.add_argument("--status", action="store_true", help="list each run: done/running/pending/failed, job id, log")
     slurm = p.add_argument_group("Slurm (--launcher slurm; defaults from the spec's slurm section)")

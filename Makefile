@@ -10,10 +10,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 # What `make install` installs; the one place to add an extra.
-EXTRAS ?= test,demo,plot,timm,wandb
+EXTRAS ?= test,demo,plot,timm,wandb,tensorboard
 # This image carries these torch/torchvision builds on local disk; elsewhere any torch >= 2.5 works.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 TORCH_ANY ?= "torch>=2.5" "torchvision>=0.20"
+# TORCH_CPU=1 installs torch/torchvision from PyTorch's CPU-only wheel index: no CUDA libraries,
+# a far smaller env on a machine without an NVIDIA GPU. Default: PyPI's build (with CUDA on Linux).
+TORCH_CPU ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX := $(if $(TORCH_CPU),--index-url $(TORCH_CPU_INDEX))
 # Holds the prefix of the env the project was installed into (a different env installs again).
 STAMP ?= .install-stamp
 
@@ -45,9 +50,9 @@ $(VENV)/bin/pip:
 
 $(STAMP): setup.py $(ENV_DEP)
 	@test -n "$(ENV_KIND)" || { echo "make: PYTHON=$(PYTHON) does not run; pass PYTHON=/path/to/python3 (3.9 or newer)" >&2; exit 1; }
-	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install $(TORCH_PINS) \
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install $(TORCH_INDEX) $(TORCH_PINS) \
 		|| { echo "make: $(TORCH_PINS) not available here; installing any torch >= 2.5" >&2; \
-		     $(PY) -m pip install $(TORCH_ANY); }
+		     $(PY) -m pip install $(TORCH_INDEX) $(TORCH_ANY); }
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
 	echo "$(ENV_PREFIX)" > $(STAMP)
 

@@ -36,5 +36,7 @@ setup(
         "timm": ["timm>=1.0", "safetensors>=0.4"],
         # LOG.WANDB True: Weights & Biases logging as mdistiller had it (mdistiller/engine/wandb_log.py)
         "wandb": ["wandb>=0.21"],
+        # `tensorboard --logdir output/<PROJECT>`: the curves and each loss term (train.events/)
+        "tensorboard": ["tensorboard>=2.10"],
     },
 )

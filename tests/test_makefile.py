@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 # make passes these to sub-makes and reads variables from the environment: an outer
 # `make test PYTHON=...` (CI runs the suite through make) must not leak into the runs here.
 _MAKE_ENV_KEYS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHON", "VENV", "NO_VENV",
-                  "STAMP", "EXTRAS", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME", "PYTHONPATH")
+                  "STAMP", "EXTRAS", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME", "PYTHONPATH", "TORCH_CPU")
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -40,6 +40,15 @@ def test_plain_python_gets_a_project_venv(tmp_path):
     assert f"{base} -m venv {venv}\n" in out
     assert f"{venv}/bin/python -m pip install -e" in out
     assert out.rstrip().endswith(f"{venv}/bin/python -m pytest -q")
+
+
+def test_torch_cpu_installs_torch_from_the_cpu_wheel_index(tmp_path):
+    base, venv = _base_python(), tmp_path / "venv"
+    default = _make(tmp_path, f"PYTHON={base}", f"VENV={venv}").stdout
+    assert "torch==" in default and "--index-url" not in default
+    cpu = _make(tmp_path, f"PYTHON={base}", f"VENV={venv}", "TORCH_CPU=1").stdout
+    index = "-m pip install --index-url https://download.pytorch.org/whl/cpu"
+    assert f"{index} torch==" in cpu and f'{index} "torch>=2.5"' in cpu  # the pinned and the fallback install
 
 
 def test_venv_left_without_pip_is_made_again(tmp_path):

@@ -13,6 +13,7 @@ from mdistiller.benchmark.runner import execute
 from mdistiller.benchmark.spec import Run
 from mdistiller.engine.distributed import DistInfo
 from mdistiller.engine.trainer import StudentRun
+from mdistiller.errors import ConfigError
 
 pytest.importorskip("wandb", reason="wandb is an extra: pip install -e \".[wandb]\"")
 
@@ -60,6 +61,19 @@ def test_a_benchmark_run_carries_its_table_cell_and_other_ranks_log_nothing(tmp_
                        DistInfo(rank=1, world_size=1))
     other.open_logs()
     assert other.wandb is None and len(offline_runs(wandb_dir)) == 1
+
+
+def test_wandb_that_cannot_start_stops_before_the_first_epoch_in_one_line(tmp_path, wandb_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "online")  # online, with no API key anywhere: wandb refuses to start
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "home" / "netrc"))
+    cfg = tiny_cfg(tmp_path, "LOG.WANDB", True)
+    with pytest.raises(ConfigError) as err:
+        tiny_trainer(cfg).fit()
+    assert "\n" not in str(err.value) and "wandb could not start (No API key configured" in str(err.value)
+    assert "WANDB_MODE=offline" in str(err.value)
+    assert not os.path.exists(os.path.join(folder(cfg), "worklog.txt"))  # no epoch was trained
 
 
 def test_wandb_true_without_the_package_is_one_line_naming_the_extra(tmp_path, folder_data, monkeypatch, capsys):

@@ -78,9 +78,16 @@ class WandbRun:
         if cell:
             config.update(cell)
             group = f"{cell['pair']} | {cell['method']}"
-        self.run = wandb.init(project=cfg.EXPERIMENT.PROJECT, name=f"{cfg.EXPERIMENT.PROJECT}/{run_name(cfg)}",
-                              tags=[t for t in cfg.EXPERIMENT.TAG.split(",") if t], config=config, group=group,
-                              id=_run_id(folder, resumed), resume="allow", reinit="create_new")
+        try:
+            self.run = wandb.init(project=cfg.EXPERIMENT.PROJECT, name=f"{cfg.EXPERIMENT.PROJECT}/{run_name(cfg)}",
+                                  tags=[t for t in cfg.EXPERIMENT.TAG.split(",") if t], config=config, group=group,
+                                  id=_run_id(folder, resumed), resume="allow", reinit="create_new")
+        except Exception as err:  # noqa: BLE001 - wandb raises its own error types (no login, bad settings)
+            # mdistiller printed "Failed to use WANDB" and trained on without it; we stop before the
+            # first epoch instead, so that a run meant to be logged is not silently left out.
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ConfigError(f"config key LOG.WANDB is True but wandb could not start ({reason}); run `wandb login`, "
+                              "or set WANDB_MODE=offline (upload later with wandb sync), or LOG.WANDB False") from None
 
     def log_epoch(self, epoch, lr, metrics, best_acc):
         """`metrics`: the epoch's numbers by name (test_acc, train_loss, ..., swap statistics)."""

@@ -64,6 +64,20 @@ def test_a_cut_download_fails_in_one_line_and_the_next_call_resumes_with_a_range
     assert installed_files(tmp_path / "download_ckpts") == [member_path("resnet56")]
 
 
+@pytest.mark.parametrize("case", ["server ignores Range", "part already complete"])
+def test_a_resume_that_gets_the_whole_file_or_nothing_more_still_installs(tmp_path, good_archive, monkeypatch,
+                                                                          case):
+    archive, ckpt = good_archive
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("download_ckpts")
+    kept = archive if case == "part already complete" else archive[:1000]
+    open("download_ckpts/cifar_teachers.tar.part", "wb").write(kept)
+    with FileServer({"/cifar_teachers.tar": archive}, honour_ranges=case != "server ignores Range") as server:
+        assert fetch.main(["--url", server.url("/cifar_teachers.tar"), "--quiet"]) == 0
+    assert server.ranges == [f"bytes={len(kept)}-"]
+    assert (tmp_path / "download_ckpts" / member_path("resnet56")).read_bytes() == ckpt
+
+
 def test_a_server_that_is_not_there_is_one_line_with_the_url_to_fetch_by_hand(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with FileServer({}) as server:

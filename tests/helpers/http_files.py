@@ -7,10 +7,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FileServer:
     """`files`: {"/path": bytes}. `cut_next` = N makes the next response stop after N body bytes
-    (it still announces the full length). `ranges` records each request's Range header."""
+    (it still announces the full length). `ranges` records each request's Range header;
+    `honour_ranges` False answers every request with the whole file (200), as some servers do."""
 
-    def __init__(self, files):
-        self.files, self.cut_next, self.ranges = dict(files), None, []
+    def __init__(self, files, honour_ranges=True):
+        self.files, self.cut_next, self.ranges, self.honour_ranges = dict(files), None, [], honour_ranges
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,6 +34,7 @@ class FileServer:
             return
         wanted = request.headers.get("Range")
         self.ranges.append(wanted)
+        wanted = wanted if self.honour_ranges else None
         start = int(re.match(r"bytes=(\d+)-", wanted).group(1)) if wanted else 0
         if start >= len(body) and wanted:
             request.send_response(416)

@@ -113,6 +113,26 @@ def test_a_hostile_archive_extracts_nothing(tmp_path, case, good_archive, capsys
     assert os.listdir(tmp_path / "outside") == [] and not (tmp_path / "escaped.pth").exists()
 
 
+@pytest.mark.parametrize("cut", ["half", "in the first header"])
+def test_a_truncated_archive_is_one_line_and_installs_nothing(tmp_path, good_archive, capsys, monkeypatch, cut):
+    monkeypatch.chdir(tmp_path)
+    archive = tmp_path / "cifar_teachers.tar"
+    archive.write_bytes(good_archive[0][:len(good_archive[0]) // 2 if cut == "half" else 300])
+    assert fetch.main(["--file", str(archive)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a readable tar archive" in err
+    assert not (tmp_path / "download_ckpts").exists()
+
+
+def test_a_destination_that_cannot_be_written_is_one_line(tmp_path, good_archive, capsys):
+    archive = tmp_path / "cifar_teachers.tar"
+    archive.write_bytes(good_archive[0])
+    (tmp_path / "a_file").write_text("in the way")
+    assert fetch.main(["--file", str(archive), "--dest", str(tmp_path / "a_file" / "ckpts")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot install teachers into" in err and "--dest" in err
+
+
 def test_file_installs_from_a_local_archive_and_keeps_existing_teachers_without_overwrite(tmp_path, good_archive,
                                                                                          capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -9,6 +9,7 @@ into a temporary folder inside the destination and checked there; only when all 
 moved into place, so a bad member means nothing is installed. An existing teacher file is kept
 unless `overwrite`.
 """
+import contextlib
 import os
 import posixpath
 import shutil
@@ -16,7 +17,7 @@ import tarfile
 import tempfile
 from collections import namedtuple
 
-from ..errors import ArchiveError, UserError
+from ..errors import ArchiveError, OutputError, UserError
 from ..runtime.checkpoint_io import load_weights
 from .cifar import CIFAR_TEACHER_DIR, cifar_model_dict, cifar_teacher_path
 
@@ -41,11 +42,20 @@ HEADLINE_CONFIGS = {
 Installed = namedtuple("Installed", "installed kept")  # lists of (teacher name, path)
 
 
+def _parts(name):
+    return [p for p in name.split("/") if p not in ("", ".")]
+
+
+def _relative(arch):
+    """cifar_teachers/<arch>_vanilla/ckpt_epoch_240.pth: where a teacher goes under the destination."""
+    return cifar_teacher_path(arch)[len(DEFAULT_DEST) + 1:]
+
+
 def teacher_of_member(name):
     """The zoo teacher a member path stands for, or a reason why it is not allowed."""
     if name.startswith("/") or "\\" in name:
         return None, "an absolute or non-POSIX path"
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+    parts = _parts(name)
     if ".." in parts:
         return None, "a path with '..'"
     if not parts or parts[0] != FOLDER:
@@ -60,7 +70,7 @@ def teacher_of_member(name):
 
 def _is_layout_folder(name):
     """`cifar_teachers/` or `cifar_teachers/<name>_vanilla/`, the folders a tar lists before its files."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+    parts = _parts(name)
     if name.startswith("/") or ".." in parts or not parts or parts[0] != FOLDER:
         return False
     return len(parts) == 1 or (len(parts) == 2 and parts[1].endswith("_vanilla"))
@@ -107,10 +117,14 @@ def _extract_checked(archive, files, staging):
         if member.name not in files:
             continue
         arch = files[member.name]
-        target = os.path.join(staging, cifar_teacher_path(arch)[len(DEFAULT_DEST) + 1:])
+        target = os.path.join(staging, _relative(arch))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with archive.extractfile(member) as src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out)
+        try:
+            with archive.extractfile(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+        except (tarfile.TarError, EOFError) as err:
+            problems.append(f"{member.name} could not be read ({err}; a truncated archive?)")
+            continue
         reason = _check_teacher(arch, target)
         if reason:
             problems.append(f"{member.name}: {reason}")
@@ -128,28 +142,43 @@ def install_archive(archive_path, dest=DEFAULT_DEST, overwrite=False):
     """Check and install the teachers of `archive_path` under `dest`; returns Installed."""
     try:
         archive = tarfile.open(archive_path, "r:*")
-    except (tarfile.TarError, OSError) as err:
-        raise ArchiveError(f"{archive_path} is not a readable tar archive ({err}); "
+        members = archive.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        # tarfile lists each compression it tried, one a line; the last is plain tar's reason
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1].lstrip("- ")[:200]
+        raise ArchiveError(f"{archive_path} is not a readable tar archive ({reason}); "
                            f"download {CIFAR_TEACHERS_URL} again") from None
     with archive:
-        files, problems = plan_members(archive.getmembers())
+        files, problems = plan_members(members)
         if problems:
             _refuse(archive_path, problems)
-        os.makedirs(dest, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".fetch-teachers-", dir=dest)
+        with _writing_into(dest):
+            os.makedirs(dest, exist_ok=True)
+            staging = tempfile.mkdtemp(prefix=".fetch-teachers-", dir=dest)
         try:
             problems = _extract_checked(archive, files, staging)
             if problems:
                 _refuse(archive_path, problems)
-            return _move_into_place(sorted(set(files.values())), staging, dest, overwrite)
+            with _writing_into(dest):
+                return _move_into_place(sorted(set(files.values())), staging, dest, overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writing_into(dest):
+    """A destination that cannot be written (a file in the way, no permission, full disk) is one line."""
+    try:
+        yield
+    except OSError as err:
+        raise OutputError(f"cannot install teachers into {dest} ({err.strerror or err}); "
+                          "pass --dest a writable folder") from None
 
 
 def _move_into_place(archs, staging, dest, overwrite):
     installed, kept = [], []
     for arch in archs:
-        relative = cifar_teacher_path(arch)[len(DEFAULT_DEST) + 1:]
+        relative = _relative(arch)
         target = os.path.join(dest, relative)
         if os.path.exists(target) and not overwrite:
             kept.append((arch, target))

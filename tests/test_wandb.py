@@ -50,6 +50,20 @@ def test_every_epoch_and_best_acc_are_logged_and_a_resume_continues_the_same_run
     assert [h["_step"] for h in resumed.history] == [3] and "test_acc" in resumed.history[0]
 
 
+def test_the_command_line_overrides_name_and_tag_the_run_as_mdistiller_did(tmp_path, wandb_dir, folder_data):
+    long_path = "/" + "x" * 80
+    args = common(folder_data, tmp_path, "named", "LOG.WANDB", "True", "EXPERIMENT.TAG", "kd,res8",
+                  "DATASET.CACHE_DIR", long_path)
+    assert load_tool("train").main(args) == 0
+    (logged,) = offline_runs(wandb_dir)
+    opts = [a for a in args if a != "--quiet"]  # the KEY VALUE pairs tools/train.py was given
+    extra = [f"{key}:{value}" for key, value in zip(opts[::2], opts[1::2])]
+    # mdistiller: NAME (or TAG), then the override tags joined by commas, with none before the first
+    assert logged.name == "cli/named" + ",".join(extra) and extra[-1] == f"DATASET.CACHE_DIR:{long_path}"
+    assert logged.tags == ["kd", "res8"] + [tag[:64] for tag in extra]  # wandb takes 64 characters at most
+    assert len(extra[-1]) > 64
+
+
 def test_a_benchmark_run_carries_its_table_cell_and_other_ranks_log_nothing(tmp_path, wandb_dir):
     cfg = tiny_cfg(tmp_path, "LOG.WANDB", True, "SOLVER.EPOCHS", 1)
     run = Run("KD", "tiny -> tiny", 3, "student", "", [], folder(cfg))

@@ -75,8 +75,10 @@ def main(argv=None):
     try:
         cfg = load_train_cfg(args)
         from ..engine.build import train  # after the config: bad input fails fast
+        from ..engine.wandb_log import command_line
 
-        train(cfg, resume=args.resume, overwrite=args.overwrite)
+        with command_line(args.opts):  # mdistiller named its wandb runs after them (LOG.WANDB)
+            train(cfg, resume=args.resume, overwrite=args.overwrite)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

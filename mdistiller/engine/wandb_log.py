@@ -1,9 +1,10 @@
 """Weights & Biases logging (`LOG.WANDB True`), as mdistiller did it, on rank 0 only.
 
-mdistiller's wandb run: project EXPERIMENT.PROJECT, name "<PROJECT>/<NAME or TAG>" (it glued the
-command-line overrides on as ",KEY:VALUE"; our run folder does not, so neither does the name),
-tags EXPERIMENT.TAG split at commas, one `current lr` and the epoch's metrics per epoch, and
-`best_acc` in the run summary. Added here: the epoch is the wandb step; the distillers'
+mdistiller's wandb run: project EXPERIMENT.PROJECT; tags EXPERIMENT.TAG split at commas plus one
+"KEY:VALUE" per command-line override of tools/train.py (`command_line`); name
+"<PROJECT>/<NAME or TAG>" with those override tags glued on, joined by commas, right after it
+(mdistiller's quirk: no comma before the first); one `current lr` and the epoch's metrics per
+epoch; `best_acc` in the run summary. Added here: the epoch is the wandb step; the distillers'
 statistics (swap rates, ...) and per-term losses are logged beside the metrics; the resolved
 config is the run's config; a benchmark run's table cell (method, pair, seed; set by the
 benchmark runner with `table_cells`) is in its config and its group is "<pair> | <method>".
@@ -26,7 +27,29 @@ from ..errors import ConfigError
 from ..runtime.safe_write import writing
 
 ID_FILE = "wandb_id.txt"
+MAX_TAG = 64
 _CELLS = contextvars.ContextVar("mdistiller_wandb_cells", default={})
+_OVERRIDES = contextvars.ContextVar("mdistiller_wandb_overrides", default=())
+
+
+@contextlib.contextmanager
+def command_line(opts):
+    """While training: tools/train.py's KEY VALUE overrides, which mdistiller put in the run's
+    wandb name and tags."""
+    token = _OVERRIDES.set(tuple(opts))
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
+
+
+def name_and_tags(cfg):
+    """mdistiller's wandb run name and tags (module docstring)."""
+    opts = _OVERRIDES.get()
+    extra = [f"{key}:{value}" for key, value in zip(opts[::2], opts[1::2])]
+    # wandb refuses empty tags and tags over 64 characters (a long path in an override)
+    tags = [tag[:MAX_TAG] for tag in cfg.EXPERIMENT.TAG.split(",") + extra if tag]
+    return f"{cfg.EXPERIMENT.PROJECT}/{run_name(cfg)}{','.join(extra)}", tags
 
 
 @contextlib.contextmanager
@@ -78,9 +101,9 @@ class WandbRun:
         if cell:
             config.update(cell)
             group = f"{cell['pair']} | {cell['method']}"
+        name, tags = name_and_tags(cfg)
         try:
-            self.run = wandb.init(project=cfg.EXPERIMENT.PROJECT, name=f"{cfg.EXPERIMENT.PROJECT}/{run_name(cfg)}",
-                                  tags=[t for t in cfg.EXPERIMENT.TAG.split(",") if t], config=config, group=group,
+            self.run = wandb.init(project=cfg.EXPERIMENT.PROJECT, name=name, tags=tags, config=config, group=group,
                                   id=_run_id(folder, resumed), resume="allow", reinit="create_new")
         except Exception as err:  # noqa: BLE001 - wandb raises its own error types (no login, bad settings)
             # mdistiller printed "Failed to use WANDB" and trained on without it; we stop before the

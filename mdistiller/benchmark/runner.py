@@ -22,10 +22,10 @@ import time
 
 from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
 from ..engine.run_lock import claimed, describe, lock_path
+from ..engine.wandb_log import table_cells
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
-from ..engine.wandb_log import table_cells
 from ..engine.worklog import read_worklog
 
 

@@ -13,6 +13,8 @@ from helpers.http_files import FileServer
 from helpers.teacher_archives import code_bytes, member_path, tar_bytes, teacher_bytes
 from helpers.tiny import REPO, subprocess_env
 from helpers.tools import load_tool
+from mdistiller.config import load_cfg
+from mdistiller.models import load_teacher
 from mdistiller.models.cifar import cifar_model_dict
 
 fetch = load_tool("fetch_teachers")
@@ -34,7 +36,7 @@ def run_tool(cwd, *args):
                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
 
 
-def test_a_complete_download_installs_the_teacher_and_names_the_command(tmp_path, good_archive):
+def test_a_complete_download_installs_the_teacher_and_names_the_command(tmp_path, good_archive, monkeypatch):
     archive, ckpt = good_archive
     with FileServer({"/cifar_teachers.tar": archive}) as server:
         done = run_tool(tmp_path, "--url", server.url("/cifar_teachers.tar"))
@@ -44,6 +46,9 @@ def test_a_complete_download_installs_the_teacher_and_names_the_command(tmp_path
     assert installed_files(tmp_path / "download_ckpts") == [member_path("resnet56")]  # no archive, no staging left
     assert f"installed resnet56 teacher: download_ckpts/{member_path('resnet56')}" in done.stdout
     assert "now works, from" in done.stdout and "configs/cifar100/sld/res56_res20.yaml" in done.stdout
+    monkeypatch.chdir(tmp_path)  # the named config now finds its teacher where training looks for it
+    teacher = load_teacher(load_cfg(os.path.join(REPO, "configs/cifar100/sld/res56_res20.yaml")))
+    assert torch.equal(teacher.state_dict()["fc.weight"], torch.load(target, weights_only=True)["model"]["fc.weight"])
 
 
 def test_a_cut_download_fails_in_one_line_and_the_next_call_resumes_with_a_range(tmp_path, good_archive, capsys,

@@ -11,7 +11,8 @@ setup(
     # the same programs as tools/<name>.py, on the PATH once installed (mdistiller/cli/)
     entry_points={"console_scripts": [
         f"mdistiller-{name.replace('_', '-')}=mdistiller.cli.{name}:main"
-        for name in ("train", "eval", "benchmark", "analyze", "demo", "bench_paired", "bench_speed", "feature_shapes")
+        for name in ("train", "eval", "benchmark", "analyze", "demo", "bench_paired", "bench_speed", "feature_shapes",
+                     "fetch_teachers")
     ]},
     # Wide ranges on purpose: this image ships torch 2.14.1 / torchvision 0.29.1, the GPU
     # machine has torch 2.11 / torchvision 0.26.
@@ -35,5 +36,9 @@ setup(
         "timm": ["timm>=1.0", "safetensors>=0.4"],
         # what distiller files from mdistiller and its forks import beyond the above (OFD.py: scipy.stats)
         "upstream": ["scipy>=1.7"],
+        # LOG.WANDB True: Weights & Biases logging as mdistiller had it (mdistiller/engine/wandb_log.py)
+        "wandb": ["wandb>=0.21"],
+        # `tensorboard --logdir output/<PROJECT>`: the curves and each loss term (train.events/)
+        "tensorboard": ["tensorboard>=2.10"],
     },
 )

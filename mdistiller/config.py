@@ -38,7 +38,7 @@ CFG.DATASET.DOWNLOAD = False  # (new) let torchvision download CIFAR-100 when ab
 CFG.DATASET.TRAIN_SUBSET = 0  # (new) train on this many samples, stratified over classes; 0 = all
 CFG.DATASET.TEST_SUBSET = 0  # (new) evaluate on this many samples, stratified; 0 = all
 CFG.DATASET.LOADER = "pil"  # (new) "pil" (torchvision DataLoader) or "fast" (on-device augmentation)
-CFG.DATASET.CACHE_DIR = ""  # (new) where decoded image arrays are cached; empty = beside the data
+CFG.DATASET.CACHE_DIR = ""  # (new) where decoded image arrays are cached; empty = ~/.cache/mdistiller ($XDG_CACHE_HOME)
 CFG.DATASET.NUM_CLASSES = 0  # (new) imagefolder: number of classes; 0 = count the class folders
 CFG.DATASET.IMAGE_SIZE = 0  # (new) imagefolder: training resolution; 0 = from the data
 CFG.DATASET.VIEWS = "auto"  # (new) views per image: 1 (weak), 2 (weak + strong), auto (the distiller's choice), fewest
@@ -89,7 +89,7 @@ CFG.LOG = CN()
 CFG.LOG.TENSORBOARD_FREQ = 500  # iterations between tensorboard scalars
 CFG.LOG.SAVE_CHECKPOINT_FREQ = 40  # write epoch_N every this many epochs
 CFG.LOG.PREFIX = "./output"  # root of output folders
-CFG.LOG.WANDB = False  # accepted for mdistiller configs; wandb is not used here (tensorboardX is)
+CFG.LOG.WANDB = False  # log to Weights & Biases as mdistiller did (its default was True; needs the wandb extra)
 CFG.LOG.QUIET = False  # (new) no progress bars, one summary line per epoch (for CI logs)
 
 # ---------------------------------------------------------------- distillation methods

@@ -36,3 +36,12 @@ class NonFiniteLossError(UserError):
 
 class MissingDependency(UserError, ModuleNotFoundError):
     """A distiller file imports a package this installation lacks (distillers/drop_in.py)."""
+
+
+class DownloadError(UserError):
+    """A file could not be downloaded (network down, server error, a transfer cut short)."""
+
+
+class ArchiveError(UserError):
+    """An archive is unreadable or holds something it must not (paths outside its folder,
+    links, devices, unsafe or unfitting checkpoints); nothing of it was extracted."""

@@ -3,9 +3,11 @@
 Plain helpers (tiny models, data writers, tool loaders) are in tests/helpers/ and are imported
 by name; only fixtures live here. Every fixture below is available to every test module:
 - `suite_threads`, `one_thread` (autouse): the whole suite runs torch with one intra-op thread;
+- `user_cache_dir` (autouse): XDG_CACHE_HOME in a per-machine temp folder;
 - data: `official`, `root`, `cifar_root`, `folder_data`, `data_and_teacher`.
 """
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,20 @@ def suite_threads():
     torch.set_num_threads(SUITE_THREADS)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_dir():
+    """The suite's XDG_CACHE_HOME: decoded-image caches (default: the user's ~/.cache/mdistiller)
+    go to one folder per machine under the temp dir, kept between sessions like the unpacked
+    real CIFAR-100, never into the home of whoever runs the tests. Children inherit it."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), "mdistiller-test-cache")
+    yield os.environ["XDG_CACHE_HOME"]
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(autouse=True)

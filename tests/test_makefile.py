@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 # make passes these to sub-makes and reads variables from the environment: an outer
 # `make test PYTHON=...` (CI runs the suite through make) must not leak into the runs here.
 _MAKE_ENV_KEYS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHON", "VENV", "NO_VENV",
-                  "STAMP", "EXTRAS", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME", "PYTHONPATH")
+                  "STAMP", "EXTRAS", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME", "PYTHONPATH", "TORCH_CPU",
+                  "SEEDS")
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -26,11 +27,11 @@ def _base_python():
     return base
 
 
-def _make(tmp_path, *args, dry=True, **env):
+def _make(tmp_path, *args, dry=True, target="test", **env):
     clean = {k: v for k, v in os.environ.items() if k not in _MAKE_ENV_KEYS}
     clean.update(env)
     flags = ["-n"] if dry else []
-    cmd = ["make", "--no-print-directory", *flags, "test", f"STAMP={tmp_path / 'stamp'}", *args]
+    cmd = ["make", "--no-print-directory", *flags, target, f"STAMP={tmp_path / 'stamp'}", *args]
     return subprocess.run(cmd, cwd=REPO, env=clean, capture_output=True, text=True, timeout=60)
 
 
@@ -40,6 +41,22 @@ def test_plain_python_gets_a_project_venv(tmp_path):
     assert f"{base} -m venv {venv}\n" in out
     assert f"{venv}/bin/python -m pip install -e" in out
     assert out.rstrip().endswith(f"{venv}/bin/python -m pytest -q")
+
+
+def test_torch_cpu_installs_torch_from_the_cpu_wheel_index(tmp_path):
+    base, venv = _base_python(), tmp_path / "venv"
+    default = _make(tmp_path, f"PYTHON={base}", f"VENV={venv}").stdout
+    assert "torch==" in default and "--index-url" not in default
+    cpu = _make(tmp_path, f"PYTHON={base}", f"VENV={venv}", "TORCH_CPU=1").stdout
+    index = "-m pip install --index-url https://download.pytorch.org/whl/cpu"
+    assert f"{index} torch==" in cpu and f'{index} "torch>=2.5"' in cpu  # the pinned and the fallback install
+
+
+def test_demo_takes_its_seeds_from_seeds(tmp_path):
+    base, venv = _base_python(), tmp_path / "venv"
+    for extra, seeds in (([], "--seeds 0"), (["SEEDS=0 1 2"], "--seeds 0 1 2")):
+        out = _make(tmp_path, f"PYTHON={base}", f"VENV={venv}", *extra, target="demo").stdout
+        assert out.rstrip().endswith(f"{venv}/bin/python tools/demo.py {seeds}")
 
 
 def test_venv_left_without_pip_is_made_again(tmp_path):

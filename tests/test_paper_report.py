@@ -5,9 +5,8 @@ import os
 import pytest
 
 from mdistiller.benchmark import find_run_folders, read_run
+from helpers.run_folders import fake_run
 from mdistiller.benchmark.paper import PAPER_RESULTS, load_paper_results, paper_comparison, write_paper_report
-from mdistiller.config import dump_cfg, load_cfg
-from mdistiller.engine.worklog import append_best, format_epoch_block
 
 TOY_PAPER = {
     "recipes": {"cifar100": {"epochs": 240}},
@@ -22,24 +21,6 @@ TOY_PAPER = {
          "source": "paper B"},
     ],
 }
-
-
-def fake_run(root, name, method, accs, epochs=240, finished=True, teacher="resnet32x4", student="resnet8x4",
-             dataset="cifar100", subset=0, seed=0):
-    """A run folder as the trainer leaves it: config.yaml and a worklog (accs = test top-1 per epoch)."""
-    folder = os.path.join(root, name)
-    os.makedirs(folder)
-    cfg = load_cfg(None, ["DISTILLER.TYPE", method, "DISTILLER.TEACHER", teacher, "DISTILLER.STUDENT", student,
-                          "DATASET.TYPE", dataset, "SOLVER.EPOCHS", epochs, "DATASET.TRAIN_SUBSET", subset,
-                          "SEED", seed])
-    with open(os.path.join(folder, "config.yaml"), "w") as f:
-        f.write(dump_cfg(cfg))
-    with open(os.path.join(folder, "worklog.txt"), "w") as f:
-        f.write("".join(format_epoch_block(e, 0.05, {"test_acc": acc, "test_acc_top5": 99.0})
-                        for e, acc in enumerate(accs, 1)))
-    if finished:
-        append_best(os.path.join(folder, "worklog.txt"), max(accs))
-    return folder
 
 
 @pytest.fixture

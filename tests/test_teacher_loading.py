@@ -121,8 +121,7 @@ def test_missing_teacher_file_says_where_to_get_or_how_to_train_it(tmp_path, mon
     msg = str(err.value)
     assert "\n" not in msg
     assert str(tmp_path / "download_ckpts/cifar_teachers/resnet32x4_vanilla/ckpt_epoch_240.pth") in msg
-    assert "cifar_teachers.tar" in msg and "github.com/megvii-research/mdistiller/releases" in msg
-    assert "download_ckpts/" in msg
+    assert "`mdistiller-fetch-teachers`" in msg and "python tools/fetch_teachers.py" in msg
     assert "python tools/train.py --cfg configs/cifar100/vanilla/resnet32x4.yaml" in msg
     assert "DISTILLER.TEACHER_WEIGHTS output/cifar100_teachers/resnet32x4_vanilla/student_best" in msg
 

@@ -43,7 +43,7 @@ def check_matrix(matrix, out, paired=False, baseline=None, training=True, data=T
     runs = _catch(found, plan_runs, matrix) if not found else None
     if runs is None:  # runs cannot be planned from configs that do not load
         raise MatrixProblems(found)
-    if paired:
+    if paired or baseline is not None:  # results.md's differences take a baseline too
         students = [c.method for c in matrix.cells if c.role != TEACHER_ROLE]
         _catch(found, choose_baseline, list(dict.fromkeys(students)), baseline)
     if training:

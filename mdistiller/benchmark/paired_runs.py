@@ -37,11 +37,12 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
 from ..engine.run_folder import RunFiles, check_start, config_changes, read_config
+from ..engine.wandb_log import table_cells
 from ..errors import ConfigError, UserError
 from ..runtime.safe_write import writing_into
 from .collect import read_run_json, write_run_json
 from .report_checks import guard_replace, shown_cells
-from .runner import attempt, decide, earlier_wall_time, run_claimed, run_meta, run_one
+from .runner import attempt, decide, earlier_wall_time, run_claimed, run_meta, run_one, wandb_cells
 from .spec import TEACHER_ROLE, VANILLA_NAMES, find_method, plan_runs
 from .summary import mean_std
 
@@ -88,7 +89,8 @@ def execute_group(members, cfgs, action, train_group=None):
               run_meta(run, paired_with=[m.folder for m in members if m is not run])) for run in members]
     start = time.perf_counter()
     try:
-        best = train_group(cfgs, resume=action == "resume", overwrite=action == "start" and holds_results(members))
+        with table_cells(wandb_cells(members)):
+            best = train_group(cfgs, resume=action == "resume", overwrite=action == "start" and holds_results(members))
         for (run, _, meta), acc in zip(metas, best):
             if acc is None:
                 meta["error"] = stopped_reason(run.folder) or "stopped"

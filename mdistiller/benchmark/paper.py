@@ -7,6 +7,9 @@ Markdown section with one row per (dataset, teacher -> student, method):
   Ours      mean ± sample std of the best top-1 over the complete runs (— when none)
   Δ         ours - paper, in points
   Seeds     complete runs (n of the cell's runs)
+  vs B      with a baseline method B (tools/benchmark.py passes its --baseline, default the first
+            distiller row): the paper's method − B, and ours with its 95% confidence interval
+            (benchmark/differences.py: paired by seed, else Welch; * where it excludes zero)
   Notes     why a cell is not comparable as is: not run, incomplete runs, a shortened schedule
             (fewer epochs than the paper's recipe), training or test subsets; such a cell's
             value carries a ‡
@@ -24,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .collect import read_config
+from .differences import format_interval, seed_values
+from .stats import difference
 from .summary import mean_std
 
 PAPER_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_results.json")
@@ -145,21 +150,43 @@ def _row_cells(row, recipes):
             f"{len(tops)}/{len(row.runs)}" if row.runs else "0", "; ".join(notes)]
 
 
+def _versus_baseline(row, rows, baseline):
+    """[paper's row − baseline, ours − baseline [95% CI]] against the baseline row of the same setting."""
+    base = next((r for r in rows if (r.dataset, r.teacher, r.student) == (row.dataset, row.teacher, row.student)
+                 and method_key(r.method) == method_key(baseline)), None)
+    if base is None or base is row:
+        return [DASH, DASH]
+    paper = DASH if row.paper is None or base.paper is None else f"{row.paper - base.paper:+.2f}"
+    mine, theirs = (seed_values([r for r, _ in x.runs]) for x in (row, base))
+    if not (mine and theirs):
+        return [paper, DASH]
+    mean = sum(mine.values()) / len(mine) - sum(theirs.values()) / len(theirs)
+    return [paper, format_interval(mean, difference(mine, theirs))]
+
+
 def _line(cells):
     return "| " + " | ".join(cells) + " |"
 
 
-def paper_comparison(results, paper=None, title="Reproduction: published numbers vs ours"):
-    """The Markdown section described in the module docstring."""
+def paper_comparison(results, paper=None, title="Reproduction: published numbers vs ours", baseline=None):
+    """The Markdown section described in the module docstring; `baseline`: the method of the
+    "vs" columns (none without it)."""
     paper = paper or load_paper_results()
     rows, published = build_rows(results, paper)
     recipes = paper.get("recipes", {})
     header = ["Dataset", "Teacher → Student", "Method", "Paper", "Ours", "Δ", "Seeds", "Notes"]
-    lines = [f"## {title}", "", _line(header), _line(["---", "---", "---", "---:", "---:", "---:", "---:", "---"])]
-    lines += [_line(_row_cells(row, recipes)) for row in rows]
+    versus = [f"Paper − {baseline}", f"Ours − {baseline} [95% CI]"] if baseline else []
+    lines = [f"## {title}", "", _line(header + versus),
+             _line(["---", "---", "---", "---:", "---:", "---:", "---:", "---"] + ["---:"] * len(versus))]
+    lines += [_line(_row_cells(row, recipes) + (_versus_baseline(row, rows, baseline) if baseline else []))
+              for row in rows]
     lines += ["", f"Best test top-1 (%). Ours: mean ± sample std over complete runs; Seeds: complete/all runs; "
                   f"Δ = ours − paper. {NOT_COMPARABLE}: trained on a shortened schedule or a subset, not comparable "
                   "with the published number as is."]
+    if baseline:
+        lines[-1] += (f" Ours − {baseline}: mean difference over complete runs of the same setting with its 95% "
+                      "confidence interval (paired by seed where both ran the same seeds, Welch otherwise; * where "
+                      "it excludes zero).")
     if not any(row.paper is not None and row.runs for row in rows):
         pairs = sorted({f"{r.dataset} {r.teacher} → {r.student}" for r in published})
         lines += ["", "No run matches a published setting; those are: " + ", ".join(pairs) + "."]
@@ -169,9 +196,9 @@ def paper_comparison(results, paper=None, title="Reproduction: published numbers
     return "\n".join(lines) + "\n"
 
 
-def write_paper_report(results, out_dir, paper=None):
+def write_paper_report(results, out_dir, paper=None, baseline=None):
     """paper.md in out_dir; returns (Markdown text, path)."""
-    text = paper_comparison(results, paper)
+    text = paper_comparison(results, paper, baseline=baseline)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "paper.md")
     tmp = path + ".tmp"

@@ -5,6 +5,8 @@ results.md has the papers' layout: one column per teacher/student pair, one row 
 teachers as reference rows on top. Then a per-cell table of the other numbers (last top-1,
 top-5, time, throughput, sizes) and the list of problems found in the folders.
 results.csv has one row per run; results.json holds runs, cells and problems.
+Each cell's difference to a baseline row with its 95% confidence interval (differences.py) is a
+section of results.md, differences.csv, and results.json's "differences".
 """
 import csv
 import io
@@ -12,6 +14,7 @@ import json
 import os
 
 from ..runtime.safe_write import writing_into
+from . import differences
 from .report_checks import guard_replace, shown_cells
 from .summary import summarize
 
@@ -93,9 +96,10 @@ def problem_lines(results):
     return [f"- `{r.folder}`: {'; '.join(r.problems)}" for r in results if r.problems]
 
 
-def markdown(results, summary, title="Benchmark"):
-    parts = [f"# {title}", "", accuracy_table(summary), "", table_caption(summary), "", "## Per cell", "",
-             details_table(summary), ""]
+def markdown(results, summary, title="Benchmark", difference_section=""):
+    parts = [f"# {title}", "", accuracy_table(summary), "", table_caption(summary), ""]
+    parts += [difference_section] if difference_section else []
+    parts += ["## Per cell", "", details_table(summary), ""]
     problems = problem_lines(results)
     if problems:
         parts += ["## Problems", ""] + problems + [""]
@@ -131,32 +135,38 @@ def _write_text(path, text):
     os.replace(tmp, path)
 
 
-def write_report(results, out_dir, methods=None, pairs=None, title="Benchmark", chart=True, replace=False):
-    """Write results.{json,csv,md} (+ results.png) into `out_dir`; returns (summary, {kind: path}),
-    where "chart" is the PNG's path or, when it could not be drawn, "chart_skipped" says why, and
-    "replaced" where older results went (report_checks.guard_replace: a results file whose
-    cells would lose their numbers is replaced only with `replace`, else OutputError)."""
+def write_report(results, out_dir, methods=None, pairs=None, title="Benchmark", chart=True, replace=False,
+                 baseline=None):
+    """Write results.{json,csv,md}, differences.csv (+ results.png) into `out_dir`; returns (summary,
+    {kind: path}), where "chart" is the PNG's path or, when it could not be drawn, "chart_skipped"
+    says why, and "replaced" where older results went (report_checks.guard_replace: a results file
+    whose cells would lose their numbers is replaced only with `replace`, else OutputError).
+    `baseline`: the row differences are taken against (default: the first distiller row)."""
     summary = summarize(results, methods, pairs)
+    base, diffs = differences.cell_differences(results, summary, baseline)
     paths = {kind: os.path.join(out_dir, f"results.{kind}") for kind in ("json", "csv", "md")}
     shown = {key for key, cell in summary.cells.items() if cell.top1 is not None}
+    paths["differences"] = os.path.join(out_dir, "differences.csv")
     with writing_into(out_dir, "--out"):
         os.makedirs(out_dir, exist_ok=True)
         moved = guard_replace(out_dir, "results", shown_cells(paths["json"], "cells", "top1"), shown, replace)
         if moved:
             paths["replaced"] = moved
-        _write_text(paths["json"], json.dumps(as_json(results, summary), indent=2) + "\n")
-        _write_text(paths["md"], markdown(results, summary, title))
-        _write_text(paths["csv"], csv_text(results))
+        data = dict(as_json(results, summary), **differences.as_json(base, diffs))
+        _write_text(paths["json"], json.dumps(data, indent=2) + "\n")
+        _write_text(paths["md"], markdown(results, summary, title, differences.markdown_section(summary, base, diffs)))
+        _write_text(paths["csv"], csv_text(CSV_FIELDS, csv_rows(results)))
+        _write_text(paths["differences"], csv_text(differences.CSV_FIELDS, differences.csv_rows(diffs)))
         if chart:
             _draw(summary, out_dir, paths)
     return summary, paths
 
 
-def csv_text(results):
+def csv_text(fields, rows):
     out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+    writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(csv_rows(results))
+    writer.writerows(rows)
     return out.getvalue()
 
 

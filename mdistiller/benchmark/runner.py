@@ -26,6 +26,7 @@ import time
 from ..engine.run_folder import REPLACED, RunFiles, config_changes, describe_changes, read_config
 from ..engine.run_lock import claimed, describe, lock_path, unreadable_message
 from ..engine.teacher_identity import teacher_change
+from ..engine.wandb_log import table_cells
 from ..errors import CheckpointError, UserError
 from .collect import read_run, read_run_json, write_run_json
 from .spec import plan_runs
@@ -83,6 +84,11 @@ def earlier_wall_time(run, action):
     return (read_run_json(run.folder).get("wall_time_s") or 0.0) if action == "resume" else 0.0
 
 
+def wandb_cells(runs):
+    """{folder: table cell} of `runs`, carried into their wandb config (LOG.WANDB)."""
+    return {run.folder: {"method": run.method, "pair": run.pair, "seed": run.seed} for run in runs}
+
+
 def run_meta(run, **extra):
     """run.json's labels, config and overrides for one run, "failed" until training completes."""
     return {"method": run.method, "pair": run.pair, "seed": run.seed, "role": run.role,
@@ -98,7 +104,8 @@ def execute(run, cfg, action, train=None, overwrite=False):
     meta = run_meta(run)
     start = time.perf_counter()
     try:
-        train(cfg, resume=action == "resume", overwrite=overwrite and action == "start")
+        with table_cells(wandb_cells([run])):
+            train(cfg, resume=action == "resume", overwrite=overwrite and action == "start")
         meta["status"] = "complete"
     except KeyboardInterrupt:
         meta["status"] = "interrupted"

@@ -63,8 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--paired", action="store_true",
                    help="train each (pair, seed)'s students together (one stream, one teacher pass) and "
                         "tabulate method minus baseline per seed (paired.md/json)")
-    p.add_argument("--baseline", help="with --paired: the method the differences are taken against "
-                                      "(default: the vanilla student, else the first method)")
+    p.add_argument("--baseline", help="the row differences are taken against: results.md's confidence intervals "
+                                      "(default: the first distiller row, e.g. KD) and, with --paired, paired.md "
+                                      "(default there: the vanilla student, else the first method)")
     add_launch_args(p)
     add_config_arguments(p, "KEY VALUE overrides for every run")
     args = p.parse_args(argv)
@@ -83,7 +84,9 @@ def parse_args(argv=None):
 def add_launch_args(p):
     p.add_argument("--launcher", choices=["local", "slurm"], help="where runs train (default: the spec's, else local)")
     p.add_argument("--jobs", type=int, metavar="N",
-                   help="with --launcher local: runs at once (default 1: in this process)")
+                   help="with --launcher local: runs at once (default 1: in this process); each gets cores/N "
+                        "CPU threads, so CPU results can differ in the last digits from a run with all "
+                        "threads (float sums add in another order); each run's start line prints its threads")
     p.add_argument("--no-wait", action="store_true", help="with --launcher slurm: return after submitting")
     p.add_argument("--status", action="store_true", help="list each run: done/running/pending/failed, job id, log")
     slurm = p.add_argument_group("Slurm (--launcher slurm; defaults from the spec's slurm section)")
@@ -154,19 +157,21 @@ def discovered_results(dirs):
     return results
 
 
-def report(results, out_dir, methods=None, pairs=None, chart=True, replace=False):
+def report(results, out_dir, methods=None, pairs=None, chart=True, replace=False, baseline=None):
     from ..benchmark import accuracy_table, write_report
+    from ..benchmark.differences import cell_differences, markdown_section
 
     for r in results:  # first: a refusal to replace older results refers to them
         if r.problems:
             print(f"problem: {r.folder}: {'; '.join(r.problems)}")
-    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart, replace=replace)
+    summary, paths = write_report(results, out_dir, methods, pairs, chart=chart, replace=replace, baseline=baseline)
     print()
     print(accuracy_table(summary))
     print()
+    print(markdown_section(summary, *cell_differences(results, summary, baseline)))
     if "replaced" in paths:
         print(f"moved the previous results.* to {paths['replaced']}")
-    print("results: " + ", ".join(paths[k] for k in ("md", "csv", "json", "chart") if k in paths))
+    print("results: " + ", ".join(paths[k] for k in ("md", "csv", "json", "differences", "chart") if k in paths))
     if "chart_skipped" in paths:
         print(paths["chart_skipped"])
     return summary
@@ -197,10 +202,11 @@ def print_status(runs):
     return 0
 
 
-def paper_report(results, out_dir):
+def paper_report(results, out_dir, summary, baseline=None):
+    from ..benchmark.differences import choose_baseline
     from ..benchmark.paper import write_paper_report
 
-    text, path = write_paper_report(results, out_dir)
+    text, path = write_paper_report(results, out_dir, baseline=choose_baseline(summary, baseline))
     print()
     print(text)
     print(f"paper: {path}")
@@ -241,11 +247,11 @@ def from_folders(args):
         raise OutputError(problem)
     if args.paired:  # before any table is written
         choose_baseline(list(dict.fromkeys(r.method for r in results if r.role != "teacher")), args.baseline)
-    report(results, out, chart=not args.no_chart, replace=args.overwrite)
+    summary = report(results, out, chart=not args.no_chart, replace=args.overwrite, baseline=args.baseline)
     if args.paired:
         paired_report(results, out, args.baseline, replace=args.overwrite)
     if args.paper:
-        paper_report(results, out)
+        paper_report(results, out, summary, args.baseline)
     return 0
 
 
@@ -278,11 +284,12 @@ def from_matrix(args):
         refusal = report_only_refusal(results, os.path.dirname(os.path.normpath(runs[0].folder)))
         if refusal:
             raise ConfigError(refusal)
-    report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart, replace=args.overwrite)
+    summary = report(results, out, matrix.methods, matrix.pairs, chart=not args.no_chart, replace=args.overwrite,
+                     baseline=baseline)
     if paired:
         paired_report(results, out, baseline, matrix.methods, matrix.pairs, replace=args.overwrite)
     if args.paper:
-        paper_report(results, out)
+        paper_report(results, out, summary, baseline)
     return 1 if failures else 0
 
 

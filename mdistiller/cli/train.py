@@ -117,9 +117,11 @@ def main(argv=None):
         cfg = load_train_cfg(args)
         from ..engine.build import train  # after the config: bad input fails fast
         from ..engine.run_folder import run_folder
+        from ..engine.wandb_log import command_line
 
         folder = run_folder(cfg)
-        train(cfg, resume=args.resume, overwrite=args.overwrite)
+        with command_line(args.opts):  # mdistiller named its wandb runs after them (LOG.WANDB)
+            train(cfg, resume=args.resume, overwrite=args.overwrite)
     except UserError as err:
         print_error(err)  # one line per problem (several when the preflight finds several)
         return 2

@@ -5,6 +5,10 @@ folder (relative path, size and mtime of every file, like make): adding, removin
 touching an image invalidates it. Corruption is caught by the zip format itself: np.load checks
 each member's CRC-32 as it reads it and raises BadZipFile on a mismatch, and a truncated file
 fails to open. Anything that does not load cleanly with the right key is rebuilt, never trusted.
+
+Where: DATASET.CACHE_DIR when set, else the user's cache folder ($XDG_CACHE_HOME/mdistiller, else
+~/.cache/mdistiller), never the dataset folder itself (shared datasets are often read-only). The
+file name carries a hash of the dataset's absolute path, so two datasets never share a cache.
 """
 import hashlib
 import logging
@@ -29,12 +33,19 @@ def folder_fingerprint(root, paths):
     return h.hexdigest()
 
 
+def default_cache_dir():
+    """$XDG_CACHE_HOME/mdistiller (an absolute XDG_CACHE_HOME only, as the XDG spec says), else
+    ~/.cache/mdistiller."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mdistiller")
+
+
 def cache_path(data_dir, cache_dir, name):
-    """`<data_dir>/.mdistiller_cache/<name>.npz`, or in `cache_dir` (tagged by the data's path)."""
-    if not cache_dir:
-        return os.path.join(data_dir, ".mdistiller_cache", f"{name}.npz")
+    """`<cache_dir or default_cache_dir()>/<name>-<hash of the data's path>.npz`."""
     tag = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:12]
-    return os.path.join(cache_dir, f"{name}-{tag}.npz")
+    return os.path.join(cache_dir or default_cache_dir(), f"{name}-{tag}.npz")
 
 
 def load_cache(path, key):

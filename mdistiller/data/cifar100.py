@@ -8,10 +8,12 @@
 import logging
 import os
 import pickle
+import sys
 import time
 from typing import List, NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import DataError
 from .cache import cache_path, folder_fingerprint, load_cache, save_cache
@@ -159,6 +161,9 @@ def _read_folder(folder, split, cache_dir):
     if cached is not None:
         return CifarArrays(cached["images"], cached["labels"], [str(c) for c in cached["classes"]])
     start = time.perf_counter()
+    # The first decode of the 50,000 training PNGs takes several seconds: say what and where.
+    print(f"decoding {len(paths):,} CIFAR-100 {split} images once; caching them at {where} "
+          "(DATASET.CACHE_DIR sets the folder)", file=sys.stderr, flush=True)
     images = _decode(paths)
     log.info("decoded %d CIFAR-100 %s images in %.1f s; caching them at %s", len(paths), split,
              time.perf_counter() - start, where)
@@ -168,7 +173,8 @@ def _read_folder(folder, split, cache_dir):
 
 def _decode(paths):
     images = np.empty((len(paths),) + IMAGE_SHAPE, dtype=np.uint8)
-    for i, path in enumerate(paths):
+    for i, path in enumerate(tqdm(paths, desc="decoding", unit="img", file=sys.stderr, leave=False,
+                                  disable=None)):  # None: a bar on a terminal only
         img = open_rgb(path)
         if img.size != IMAGE_SHAPE[:2]:
             raise DataError(f"image {path} is {img.size[0]}x{img.size[1]}; CIFAR-100 images must be 32x32 "

@@ -24,6 +24,15 @@ from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .trainer import StudentRun, Trainer, stopped_reason
 
 
+def describe_threads():
+    """'threads N': torch's CPU threads. Results depend on it: float sums split over another
+    number of threads add in another order (so `--jobs 2`, which gives each run half the cores,
+    can differ in the last digits from a run alone)."""
+    import torch
+
+    return f"threads {torch.get_num_threads()}"
+
+
 def describe_inputs(cfg):
     """'views 2 | indices False | update sgd': what the run's batches carry and how it updates."""
     return f"views {input_views(cfg)} | indices {needs_index(cfg)} | update {cfg.SOLVER.UPDATE}"
@@ -93,7 +102,8 @@ def _train(cfg, info, resume, overwrite, step_hooks):
     try:
         seed_everything(cfg.SEED)  # identical model initialisation on every rank
         run, train_loader, test_loader = build_run(cfg, info, device)
-        say(f"output: {files.folder} | device {device} x{info.world_size} | {describe_inputs(cfg)}", info.is_main)
+        say(f"output: {files.folder} | device {device} x{info.world_size} | {describe_threads()} | "
+            f"{describe_inputs(cfg)}", info.is_main)
         say(describe_speed_settings(cfg, device), info.is_main)
         trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
         best = trainer.fit(resume=resume, overwrite=overwrite)[0]
@@ -189,7 +199,8 @@ def _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap):
     seed_everything(cfgs[0].SEED)
     runs, views, train_loader, test_loader = build_paired_runs(cfgs, info, device)
     step = SharedTeacherStep(runs, views, overlap=overlap)
-    say(f"paired: {len(runs)} runs on one stream | device {device} | {max(views)} view(s) per image", info.is_main)
+    say(f"paired: {len(runs)} runs on one stream | device {device} | {describe_threads()} | "
+        f"{max(views)} view(s) per image", info.is_main)
     say(describe_speed_settings(cfgs[0], device), info.is_main)
     trainer = Trainer(cfgs[0], runs, train_loader, test_loader, device, info, step_hooks=step_hooks, step=step,
                       stop_diverged=True)

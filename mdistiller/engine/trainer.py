@@ -61,6 +61,7 @@ from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .stat_sums import StatSums, collect_stats, scalar_stats, stat_sources, worst_entries_line
 from .teacher_identity import record_teacher
 from .events import EventLog
+from .wandb_log import open_wandb
 from .step import train_step
 from .worklog import best_line, format_epoch_block, read_text, trim_worklog
 
@@ -133,6 +134,7 @@ class StudentRun:
         self.files = RunFiles(folder)
         self.best_acc = -1.0  # mdistiller's start value
         self.events = None
+        self.wandb = None  # LOG.WANDB: engine/wandb_log.py
         self.sums = None
         self.stat_sources = stat_sources(distiller)  # distillers' logged statistics (swap rates, ...)
         self.graphed = None  # SOLVER.CUDA_GRAPH: the step as a replayed CUDA graph (engine/graph_step.py)
@@ -149,8 +151,9 @@ class StudentRun:
 
     # ------------------------------------------------------------------ logs
     def open_logs(self):
-        """Rank 0: the resolved config beside the outputs and the tensorboard writer."""
+        """Rank 0: the resolved config beside the outputs, the tensorboard writer, wandb (LOG.WANDB)."""
         if self.info.is_main:
+            self.wandb = open_wandb(self.cfg, self.files.folder, resumed=self.epoch_done > 0)
             write_text_atomic(self.files.config, dump_cfg(self.cfg))
             record_teacher(self.files.folder, self.cfg, resumed=self.epoch_done > 0)
             with writing(self.files.events):
@@ -160,6 +163,9 @@ class StudentRun:
         if self.events is not None:
             self.events.close()
             self.events = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
 
     def stop(self, reason):
         """Leave the loop for good (a diverged student of a paired run); rank 0 records why."""
@@ -291,6 +297,8 @@ class StudentRun:
         self.events.flush()
         block = format_epoch_block(epoch, lr, OrderedDict([*values.items(), *extra.items()]))
         self.save(epoch, rng, improved, block)
+        if self.wandb is not None:  # after the commit: wandb never shows an epoch the run folder lacks
+            self.wandb.log_epoch(epoch, lr, {k: v for k, v in scalars.items() if k != "lr"}, self.best_acc)
 
     def checkpoint(self, epoch, rng):
         return {"epoch": epoch, "model": self.distiller.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -18,7 +18,6 @@ from .external import is_external, published_weights_problem
 from .registry import create_model, model_entry, model_settings
 
 DEFAULT_NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000}
-MDISTILLER_RELEASES = "https://github.com/megvii-research/mdistiller/releases"
 INTACT_TEACHER = "point DISTILLER.TEACHER_WEIGHTS to an intact teacher checkpoint (e.g. a run's student_best)"
 TEACHERS_PROJECT = "cifar100_teachers"  # EXPERIMENT.PROJECT of configs/cifar100/vanilla/*.yaml
 
@@ -45,9 +44,9 @@ def _train_hint(name, dataset, has_config):
 def missing_teacher_message(name, dataset, path):
     where = os.path.abspath(path)
     if dataset == "cifar100":
-        return (f"teacher checkpoint for {name} not found at {where}: mdistiller publishes cifar_teachers.tar "
-                f"on its GitHub releases page ({MDISTILLER_RELEASES}); extract it into download_ckpts/ "
-                f"(tar xf cifar_teachers.tar -C download_ckpts), or train the teacher here with "
+        return (f"teacher checkpoint for {name} not found at {where}: install mdistiller's published teachers "
+                f"with `mdistiller-fetch-teachers` (or python tools/fetch_teachers.py) from this folder, "
+                f"or train the teacher here with "
                 + _train_hint(name, dataset, has_config=True))
     return (f"teacher checkpoint for {name} not found at {where}: put the {dataset} teacher there, "
             f"or train it with " + _train_hint(name, dataset, has_config=False))

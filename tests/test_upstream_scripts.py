@@ -184,7 +184,7 @@ def test_bad_input_ends_an_upstream_script_with_one_line(ran):
     assert code == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error: ")] == [line for line in err.splitlines()
                                                                               if line.strip()]
-    assert os.path.join("resnet110_vanilla", "ckpt_epoch_240.pth") in err and "extract it into download_ckpts/" in err
+    assert os.path.join("resnet110_vanilla", "ckpt_epoch_240.pth") in err and "mdistiller-fetch-teachers" in err
 
 
 def test_engine_utils_loads_checkpoints_safely(tmp_path, capsys):

@@ -9,17 +9,17 @@ is installed (mdistiller/models/teacher_archive.py); an existing teacher file is
 --overwrite. ImageNet teachers need no archive (torchvision's IMAGENET1K_V1 weights, downloaded by
 torchvision on first use); mdistiller publishes no Tiny-ImageNet teacher archive.
 """
-import argparse
 import os
 import sys
 
 from ..errors import UserError
+from . import new_parser
 
 
 def parse_args(argv=None):
     from ..models.teacher_archive import CIFAR_TEACHERS_URL, DEFAULT_DEST
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = new_parser("fetch_teachers", __doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--url", default=CIFAR_TEACHERS_URL, help=f"where to download from (default {CIFAR_TEACHERS_URL})")
     source.add_argument("--file", default="", help="a cifar_teachers.tar fetched by hand (no download)")

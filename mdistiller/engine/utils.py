@@ -12,7 +12,6 @@ import torch
 
 from ..errors import CheckpointError
 from ..models.cifar import CIFAR_TEACHER_DIR
-from ..models.teacher import MDISTILLER_RELEASES
 from .cfg import log_msg
 from .checkpoint import load_checkpoint as _load_checkpoint
 from .checkpoint import save_atomic
@@ -44,9 +43,9 @@ class AverageMeter:
 def load_checkpoint(path):
     """The object saved at `path`, on the CPU (refused with one line if it holds code)."""
     if not os.path.exists(path) and os.path.normpath(path).startswith(os.path.normpath(CIFAR_TEACHER_DIR)):
-        raise CheckpointError(f"teacher checkpoint {path} does not exist: mdistiller publishes cifar_teachers.tar on "
-                              f"its GitHub releases page ({MDISTILLER_RELEASES}); extract it into download_ckpts/ "
-                              "(tar xf cifar_teachers.tar -C download_ckpts)")
+        raise CheckpointError(f"teacher checkpoint {path} does not exist: install mdistiller's published teachers "
+                              "(cifar_teachers.tar) with `mdistiller-fetch-teachers` run from this folder, or extract "
+                              "that archive into download_ckpts/ (tar xf cifar_teachers.tar -C download_ckpts)")
     return _load_checkpoint(path)
 
 

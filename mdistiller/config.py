@@ -269,6 +269,8 @@ def _describe(value):
 AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int, "DATASET.VIEWS": int,
            "DATASET.INDICES": bool, "DISTILLER.TEACHER_COMPILE": bool}
 WORDS = {"DATASET.VIEWS": ("auto", "fewest")}
+# String keys whose words YAML 1.1 reads as booleans (`on`/`off` -> True/False): the words back.
+BOOL_WORDS = {"DISTILLER.TEACHER_CACHE": {True: "on", False: "off"}}
 
 
 def _coerce(default, value, key):
@@ -282,6 +284,8 @@ def _coerce(default, value, key):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key} is a section; got {_describe(value)}")
         return value
+    if isinstance(value, bool) and key in BOOL_WORDS:
+        return BOOL_WORDS[key][value]
     if isinstance(default, bool) or isinstance(value, bool):
         if isinstance(default, bool) and isinstance(value, bool):
             return value

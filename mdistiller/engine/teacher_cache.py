@@ -50,7 +50,8 @@ STREAM_FILE = "stream.json"
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.pt$")
 # DATASET keys that do not decide the training batches: where decoded arrays are cached, whether
 # a missing dataset is downloaded, the test split's settings. VIEWS/INDICES count as resolved.
-NOT_STREAM_KEYS = ("DATASET.CACHE_DIR", "DATASET.DOWNLOAD", "DATASET.TEST.", "DATASET.VIEWS", "DATASET.INDICES")
+NOT_STREAM_KEYS = ("DATASET.CACHE_DIR", "DATASET.DOWNLOAD", "DATASET.TEST.", "DATASET.TEST_SUBSET", "DATASET.VIEWS",
+                   "DATASET.INDICES")
 WAIT_POLL_S = 0.5  # how often a reader looks for an epoch file that a live writer has not written yet
 
 

@@ -7,6 +7,7 @@ half-written epoch, and one that starts while the cache is written waits for eac
 The kill test runs the job as a child process (`python tests/test_teacher_cache.py ...`, see
 `child`) so that a real SIGKILL hits it while it writes an epoch file.
 """
+import json
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from mdistiller.engine.teacher_cache import create_cache, epoch_path, epochs_don
 from mdistiller.engine.teacher_cache_job import write_teacher_cache
 from mdistiller.models import create_model
 from helpers.data import cifar_folder
-from helpers.tiny import subprocess_env
+from helpers.tiny import REPO, subprocess_env
 from helpers.zoo_runs import assert_same_weights, latest
 
 METHODS = {"KD": [], "DKD": ["DKD.WARMUP", "1"], "MLKD": [], "SLD": ["SLD.GAMMA", "1"]}
@@ -281,3 +282,23 @@ def child(argv):
 
 if __name__ == "__main__":
     child(sys.argv[1:])
+
+
+def test_bench_replay_cli(data_and_teacher, tmp_path, capsys):
+    """tools/bench_replay.py on tiny data: the three modes, the replayed students identical to solo."""
+    from helpers.tools import load_tool
+
+    root, _ = data_and_teacher
+    argv = ["--root", root, "--methods", "KD", "SLD", "--train-subset", "0", "--test-subset", "0",
+            "--configs-dir", os.path.join(REPO, "configs"), "--out", str(tmp_path), "--threads", "1",
+            "DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
+            "DISTILLER.TEACHER", "resnet8", "DISTILLER.STUDENT", "resnet8"]
+    assert load_tool("bench_replay").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "replay / solo = " in out and "replay / paired = " in out and "machine: " in out
+    data = json.load(open(os.path.join(tmp_path, "bench_replay.json")))
+    (repeat,) = data["repeats"]
+    assert [r["same_as_solo"] for r in repeat["replay"]["runs"]] == [True, True]
+    assert repeat["replay"]["streams"] == [1, 2] and data["replay_over_solo"] > 0
+    solo_best = [r["solo_best_top1"] for r in repeat["speed"]["runs"]]
+    assert [r["replay_best_top1"] for r in repeat["replay"]["runs"]] == solo_best

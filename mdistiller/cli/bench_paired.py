@@ -27,8 +27,9 @@ from ..errors import UserError
 from . import add_config_arguments, plugin_opts
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="paired vs solo training wall time")
+def parse_args(argv=None, description="paired vs solo training wall time", **defaults):
+    """The bench's arguments; `defaults` replace some (tools/bench_replay.py shares them)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--root", required=True, help="dataset folder (DATASET.ROOT), e.g. one holding cifar100/")
     p.add_argument("--methods", nargs="+", default=["NONE", "KD", "DKD", "SLD"], help="registered method names")
     p.add_argument("--pair", default="res32x4_res8x4", help="config name of the teacher/student pair")
@@ -47,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1,
                    help="measure N times, alternating which mode goes first; the ratio of the minima is reported")
     add_config_arguments(p, "KEY VALUE overrides for every run")
+    p.set_defaults(**defaults)
     args = p.parse_args(argv)
     if min(args.train_subset, args.test_subset, args.workers, args.threads) < 0 or min(args.epochs, args.repeat) < 1:
         p.error("--train-subset/--test-subset/--workers/--threads must be >= 0, --epochs and --repeat >= 1")

@@ -177,13 +177,17 @@ def paired_report(results, out_dir, baseline=None, methods=None, pairs=None):
     print("paired: " + ", ".join(paths.values()))
 
 
-def print_status(runs):
+def print_status(runs, caches=()):
+    """Each run's state, then each teacher cache's (benchmark/cache_jobs.py)."""
+    from ..benchmark.cache_jobs import cache_state_line
     from ..benchmark.launch import format_state
     from ..benchmark.launch_slurm import slurm_states
 
     states = slurm_states(runs)
     for state in states:
         print(format_state(state))
+    for unit in caches:
+        print(cache_state_line(unit))
     tally = {}
     for state in states:
         tally[state.state] = tally.get(state.state, 0) + 1
@@ -226,7 +230,11 @@ def main(argv=None):
         baseline = args.baseline or matrix.baseline
         failures = []
         if args.status:
-            return print_status(plan_runs(matrix))
+            from ..benchmark.cache_jobs import cache_units_of
+            from ..benchmark.launch import plan_units
+
+            runs, stages = plan_units(matrix, paired)
+            return print_status(runs, cache_units_of(stages))
         if args.report_only:
             runs = plan_runs(matrix)
         elif args.dry_run:

@@ -51,9 +51,10 @@ def build_teacher_stream(cfg, device, views):
     return teacher, train_loader, test_loader, num_data, num_classes, with_index
 
 
-def write_teacher_cache(cfg, views=None):
+def write_teacher_cache(cfg, views=None, announce=None):
     """Write (or complete) the teacher cache of `cfg`'s stream; `views` overrides the view count
-    (a paired group's stream carries the most views of its runs). Returns the cache folder."""
+    (a paired group's stream carries the most views of its runs); `announce(folder)` is called
+    once the job holds the cache (a benchmark's students wait for it). Returns the cache folder."""
     check_job_cfg(cfg)
     device = resolve_device(cfg.DEVICE)
     configure_backends(device, cfg.DETERMINISTIC)
@@ -66,6 +67,8 @@ def write_teacher_cache(cfg, views=None):
         raise OutputError(f"teacher cache {folder} is being written by {describe(holder)}; wait for it, or stop "
                           "that job first")
     try:
+        if announce is not None:
+            announce(folder)
         if speed_settings(cfg, device)["teacher_compile"]:
             freeze_and_compile(teacher)
         for stale in glob.glob(os.path.join(glob.escape(folder), ".tmp_*")):

@@ -104,6 +104,33 @@ def test_replay_is_exact_for_the_four_logit_methods(cifar_and_teacher, tmp_path,
     live_and_replayed(cifar_and_teacher, tmp_path, list(METHODS), loader, paired, capsys)
 
 
+def test_on_the_fast_loader_one_view_runs_replay_a_two_view_cache(cifar_and_teacher, tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    write_teacher_cache(cfg_for(cifar_and_teacher, tmp_path / "job", "job", "SLD", cache=cache, loader="fast"))
+    live = [cfg_for(cifar_and_teacher, tmp_path / "live", m, m, loader="fast") for m in ("KD", "DKD")]
+    replayed = [cfg_for(cifar_and_teacher, tmp_path / "replay", m, m, cache=cache, loader="fast") for m in ("KD", "DKD")]
+    capsys.readouterr()
+    for cfg in live + replayed:
+        train(cfg)
+    assert capsys.readouterr().out.count("teacher cache: replaying") == 2
+    assert_same_runs(live, replayed)
+
+
+def test_a_mixed_paired_group_equals_its_solo_runs_on_the_fast_loader(cifar_and_teacher, tmp_path):
+    """The fast loader's one-view stream is its two-view stream's weak view, so one- and
+    two-view methods in one group see exactly their solo data (the PIL loader's do not: README)."""
+    methods = ["NONE", *METHODS]
+    solo = [cfg_for(cifar_and_teacher, tmp_path / "solo", m, m, loader="fast") for m in methods]
+    paired = [cfg_for(cifar_and_teacher, tmp_path / "paired", m, m, loader="fast") for m in methods]
+    for cfg in solo:
+        train(cfg)
+    train_paired(paired)
+    assert_same_runs(solo, paired)
+    for a, b in zip(solo, paired):
+        files = [os.path.join(c.LOG.PREFIX, "p", c.EXPERIMENT.NAME, "student_latest") for c in (a, b)]
+        assert open(files[0], "rb").read() == open(files[1], "rb").read()
+
+
 # ---------------------------------------------------------------- refusing another stream's cache
 def identity_of(data, tmp_path, *extra, views=1, with_index=False, teacher_seed=5):
     cfg = cfg_for(data, tmp_path, "x", "KD", *extra)

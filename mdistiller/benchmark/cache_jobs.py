@@ -88,9 +88,12 @@ def plan_cache_units(student_units):
             continue
         first, cfg = distils[0]
         views = max(input_views(c) for c in cfgs) if unit.paired else input_views(cfg)
-        key = stream_signature([c for _, c in distils], views)
-        if key not in units:
-            name = f"{slug(first.pair)},seed{first.seed},{views}views"
+        # The fast loader's one-view stream is its two-view stream's weak view: one cache serves both.
+        key = stream_signature([c for _, c in distils], "any" if cfg.DATASET.LOADER == "fast" else views)
+        if key in units:
+            units[key].views = max(units[key].views, views)
+        else:
+            name = f"{slug(first.pair)},seed{first.seed}," + ("fast" if cfg.DATASET.LOADER == "fast" else f"{views}views")
             folder = os.path.join(cfg.LOG.PREFIX, cfg.EXPERIMENT.PROJECT, "teacher_cache", name)
             anchor = Run(CACHE_ROLE, first.pair, first.seed, CACHE_ROLE, first.config, list(first.opts), folder)
             units[key] = CacheUnit([anchor], views, cfg.SOLVER.EPOCHS)

@@ -7,9 +7,9 @@ from .paired_runs import same_student
 
 
 def time_replay(replay_cfgs, solo_cfgs, labels, say=print):
-    """Write the teacher caches the runs need (one per stream: per view count), then train each
-    run replaying it; returns the cache job's and each run's wall time, its best top-1 and
-    whether its student came out bit-identical to the solo run's."""
+    """Write the teacher caches the runs need (one per view count; one in all on the fast
+    loader), then train each run replaying it; returns the cache jobs' and each run's wall time,
+    its best top-1 and whether its student came out bit-identical to the solo run's."""
     from ..distillers.inputs import input_views
     from ..engine.build import train
     from ..engine.run_folder import run_folder
@@ -18,6 +18,8 @@ def time_replay(replay_cfgs, solo_cfgs, labels, say=print):
     streams = {}
     for cfg in replay_cfgs:
         streams.setdefault(input_views(cfg), cfg)
+    if all(cfg.DATASET.LOADER == "fast" for cfg in replay_cfgs):  # one two-view cache serves one-view runs too
+        streams = {max(streams): streams[max(streams)]}
     start = time.perf_counter()
     for views, cfg in sorted(streams.items()):
         say(f"teacher cache job: {views} view(s)")

@@ -20,7 +20,8 @@ layout and a compiled teacher (both change the logits' bits), torch's version, D
 and the storage (`exact`, or float16 with DISTILLER.TEACHER_CACHE_FP16, which is NOT exact).
 DISTILLER.TEACHER_CHUNK counts on GPUs only (on CPUs micro-batches give the same bits, which
 tests/test_teacher_cache.py checks). SOLVER.EPOCHS does not count: epoch e's stream does not
-depend on how many epochs follow, so a longer cache serves a shorter run.
+depend on how many epochs follow, so a longer cache serves a shorter run. On the fast loader a
+one-view run replays a two-view cache's view 0 (`serving_identities`), so KD and SLD share one.
 A run replays only when every component matches; otherwise it runs its teacher and its start
 line says which component differs (`find_cache`). Replay is exact: the logits are stored in
 the dtype the teacher produced, so the student's weights are bit-identical to a live run's.
@@ -112,12 +113,25 @@ def differences(cached, wanted):
             for k in sorted(set(cached) | set(wanted)) if cached.get(k, "(absent)") != wanted.get(k, "(absent)")]
 
 
+def serving_identities(identity):
+    """The identities of the caches that hold this stream's logits: its own, and for a one-view
+    run on the fast loader a two-view cache, whose view 0 is that run's view (the fast loader
+    draws a block's weak crops first whatever the view count: data/fast/augment.py). Not where
+    a GPU teacher pass takes both views in one forward (TEACHER_CHUNK 0): its rows of a larger
+    batch may differ in the last bit."""
+    yield identity
+    per_view = identity["device"] == "cpu" or identity.get("DISTILLER.TEACHER_CHUNK", 0) > 0
+    if identity["views"] == 1 and identity.get("DATASET.LOADER") == "fast" and per_view:
+        yield dict(identity, views=2)
+
+
 def find_cache(root, identity):
-    """(folder, None) of the cache of this stream, or (None, why there is none): the closest
+    """(folder, None) of a cache holding this stream, or (None, why there is none): the closest
     cache in `root` and the components it differs in."""
-    folder = os.path.join(root, stream_key(identity))
-    if read_identity(folder) == identity:
-        return folder, None
+    for candidate in serving_identities(identity):
+        folder = os.path.join(root, stream_key(candidate))
+        if read_identity(folder) == candidate:
+            return folder, None
     others = [(f, read_identity(f)) for f in sorted(glob.glob(os.path.join(glob.escape(root), "*"))) if os.path.isdir(f)]
     others = [(f, differences(ident, identity)) for f, ident in others if ident is not None]
     if not others:

@@ -200,6 +200,30 @@ def test_a_run_says_why_it_runs_its_teacher(cifar_and_teacher, tmp_path, capsys)
         capsys.readouterr().out
 
 
+def test_a_cache_whose_batches_are_not_the_runs_stops_it(cifar_and_teacher, tmp_path):
+    """A cache filed under this run's identity but holding another stream (as if the identity
+    missed a setting): the sample-index check stops the run with one line."""
+    import json
+    import shutil
+
+    from mdistiller.engine.teacher_cache import CacheMismatch, stream_key
+
+    cache = str(tmp_path / "cache")
+    other = write_teacher_cache(cfg_for(cifar_and_teacher, tmp_path, "job", "KD", "SEED", "1", cache=cache, epochs=1))
+    run = cfg_for(cifar_and_teacher, tmp_path, "kd", "KD", cache=cache, epochs=1)
+    identity = dict(json.load(open(os.path.join(other, "stream.json"))), SEED=0)
+    shutil.move(other, os.path.join(cache, stream_key(identity)))
+    with open(os.path.join(cache, stream_key(identity), "stream.json"), "w") as f:
+        json.dump(identity, f)
+    for name in os.listdir(os.path.join(cache, stream_key(identity))):  # its epoch files now name this folder
+        if name.startswith("epoch_"):
+            path = os.path.join(cache, stream_key(identity), name)
+            torch.save(dict(load_checkpoint(path), key=stream_key(identity)), path)
+    with pytest.raises(CacheMismatch, match=r"^teacher cache .* holds other samples than this run's batch at epoch 1, "
+                                            r"iteration 1; set DISTILLER.TEACHER_CACHE off for this run"):
+        train(run)
+
+
 def test_the_job_refuses_a_config_without_cache_or_teacher(cifar_and_teacher, tmp_path):
     from mdistiller.errors import ConfigError
 

@@ -151,15 +151,19 @@ def main(argv=None):
     print(f"\nover {args.repeat} measurement(s): solo {best_solo:.1f} s, paired {best_paired:.1f} s (minima) -> "
           f"solo / paired = {result['ratio_of_minima']:.2f}x; saving only the repeated teacher passes would give "
           + "/".join(f"{r:.2f}x" for r in result["teacher_only_ratios"]))
+    write_result(result, args.json or os.path.join(args.out, "bench_paired.json"))
+    return 0
+
+
+def write_result(result, path):
+    """Print the machine line and write the result as JSON to `path`."""
     m = result["machine"]
     print(f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} torch threads, {m['device']}"
           + (f" ({m['gpu']})" if "gpu" in m else ""))
-    path = args.json or os.path.join(args.out, "bench_paired.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(f"json: {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,13 +12,12 @@ whether each replayed student is bit-identical to its solo run) and the wall-tim
 writes them with the machine as JSON (<out>/bench_replay.json).
 Exit codes: 0 done, 2 bad input (one `error: ...` line).
 """
-import json
 import os
 import sys
 import time
 
 from ..errors import UserError
-from .bench_paired import build_cfgs, machine, parse_args, random_teacher
+from .bench_paired import build_cfgs, machine, parse_args, random_teacher, write_result
 
 METHODS = ["KD", "DKD", "MLKD", "SLD"]
 
@@ -78,13 +77,7 @@ def main(argv=None):
     print(f"\nover {args.repeat} measurement(s), minima: solo {minima['solo']:.1f} s, paired {minima['paired']:.1f} s, "
           f"replay {minima['replay']:.1f} s -> replay / solo = {result['replay_over_solo']:.2f}x, "
           f"replay / paired = {result['replay_over_paired']:.2f}x")
-    m = result["machine"]
-    print(f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} torch threads, {m['device']}")
-    path = args.json or os.path.join(args.out, "bench_replay.json")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"json: {path}")
+    write_result(result, args.json or os.path.join(args.out, "bench_replay.json"))
     return 0
 
 

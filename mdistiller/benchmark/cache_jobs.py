@@ -83,6 +83,8 @@ def plan_cache_units(student_units):
     units = {}
     for unit in student_units:
         cfgs = [run.cfg() for run in unit.runs]
+        if all(c.DISTILLER.TEACHER_CACHE == "off" for c in cfgs):
+            continue  # the default: nothing to plan, nothing more to read
         distils = [(run, c) for run, c in zip(unit.runs, cfgs) if teacher_required(c)]
         if not distils or not all(replayable(c) for _, c in distils):
             continue

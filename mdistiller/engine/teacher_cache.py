@@ -26,7 +26,8 @@ A run replays only when every component matches; otherwise it runs its teacher a
 line says which component differs (`find_cache`). Replay is exact: the logits are stored in
 the dtype the teacher produced, so the student's weights are bit-identical to a live run's.
 Each replayed batch's sample indices are compared with the cached ones (a guard: a stream
-component the identity missed would show up as another sample order and stop the run).
+component the identity missed would show up as another sample order and stop the run); on a
+GPU only each epoch's first batch, as the comparison waits for the device.
 """
 import glob
 import hashlib
@@ -231,8 +232,9 @@ class TeacherReplay:
             return None
         sizes, logits, cached_index = self.batches
         start, n = self.offsets[iteration], sizes[iteration]
-        if index is not None and cached_index is not None and \
-                not torch.equal(cached_index[start:start + n], index.detach().to("cpu", torch.int64)):
+        # Every batch on a CPU; on a GPU an epoch's first (the comparison waits for the device).
+        checked = index is not None and cached_index is not None and (iteration == 0 or index.device.type == "cpu")
+        if checked and not torch.equal(cached_index[start:start + n], index.detach().to("cpu", torch.int64)):
             raise CacheMismatch(f"teacher cache {self.folder} holds other samples than this run's batch at epoch "
                                 f"{epoch}, iteration {iteration + 1}; set DISTILLER.TEACHER_CACHE off for this "
                                 "run and report the config (its stream identity misses a setting)")

@@ -12,7 +12,7 @@ setup(
     entry_points={"console_scripts": [
         f"mdistiller-{name.replace('_', '-')}=mdistiller.cli.{name}:main"
         for name in ("train", "eval", "benchmark", "analyze", "demo", "bench_paired", "bench_speed", "feature_shapes",
-                     "fetch_teachers")
+                     "fetch_teachers", "teacher_cache", "bench_replay")
     ]},
     # Wide ranges on purpose: this image ships torch 2.14.1 / torchvision 0.29.1, the GPU
     # machine has torch 2.11 / torchvision 0.26.

@@ -61,6 +61,8 @@ CFG.DISTILLER.STACK = []  # (new) extra distillers whose loss terms are added, e
 CFG.DISTILLER.FEATURE_VIEWS = "weak"  # (new) views feature terms use with two views: "weak" or "all"
 CFG.DISTILLER.TEACHER_CHUNK = "auto"  # (new) samples per teacher forward (exact): N per view, 0 = all views in one, auto
 CFG.DISTILLER.TEACHER_COMPILE = False  # (new) torch.compile the teacher, frozen (exact): True, False, auto (engine/device.py)
+CFG.DISTILLER.TEACHER_CACHE = "off"  # (new) replay logit teachers' outputs: off, on (<LOG.PREFIX>/teacher_cache) or a folder
+CFG.DISTILLER.TEACHER_CACHE_FP16 = False  # (new) store cached teacher logits as float16: half the disk, NOT exact
 
 # Solver
 CFG.SOLVER = CN()
@@ -268,6 +270,8 @@ def _describe(value):
 AUTO_OR = {"SOLVER.CHANNELS_LAST": bool, "DISTILLER.TEACHER_CHUNK": int, "DATASET.VIEWS": int,
            "DATASET.INDICES": bool, "DISTILLER.TEACHER_COMPILE": bool}
 WORDS = {"DATASET.VIEWS": ("auto", "fewest")}
+# String keys whose words YAML 1.1 reads as booleans (`on`/`off` -> True/False): the words back.
+BOOL_WORDS = {"DISTILLER.TEACHER_CACHE": {True: "on", False: "off"}}
 
 
 def _as_float(value):
@@ -292,6 +296,8 @@ def _coerce(default, value, key):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key} is a section; got {_describe(value)}")
         return value
+    if isinstance(value, bool) and key in BOOL_WORDS:
+        return BOOL_WORDS[key][value]
     if isinstance(default, bool) or isinstance(value, bool):
         if isinstance(default, bool) and isinstance(value, bool):
             return value
@@ -552,6 +558,8 @@ def validate_cfg(cfg):
              f"config key DATASET.VIEWS is {cfg.DATASET.VIEWS}; use auto, fewest, 1 or 2")
     chunk = cfg.DISTILLER.TEACHER_CHUNK
     _require(chunk == "auto" or chunk >= 0, f"config key DISTILLER.TEACHER_CHUNK is {chunk}; use auto, 0 or a batch size")
+    _require(cfg.DISTILLER.TEACHER_CACHE.strip() != "", "config key DISTILLER.TEACHER_CACHE is empty; use off, on "
+             "or the folder that holds teacher caches")
     _require(all(isinstance(n, str) for n in cfg.DISTILLER.STACK),
              f"config key DISTILLER.STACK is {list(cfg.DISTILLER.STACK)}; list distiller names, e.g. [REVIEWKD]")
     validate_run_names(cfg)

@@ -191,3 +191,27 @@ def test_a_job_sbatch_refuses_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: sbatch refused the job of Vanilla | demo_cnn_tiny -> demo_cnn_tiny | seed 0: ")
     assert "partition" in err.lower() and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow  # three jobs on the test cluster: ~80 s on a loaded 2-core machine
+def test_students_replay_the_teacher_cache_job_submitted_beside_them(tmp_path, capsys):
+    """DISTILLER.TEACHER_CACHE on: one cache job per (teacher, seed, stream), submitted with the
+    students (benchmark/cache_jobs.py); the KD student replays it and equals the local live run."""
+    import json
+
+    save_teacher(tmp_path / "teacher.pth")
+    spec = write_spec(tmp_path, tmp_path / "teacher.pth", seeds=(0,))
+    slurm = tmp_path / "slurm"
+    assert bench("--spec", spec, "--launcher", "slurm", "LOG.PREFIX", slurm, "DISTILLER.TEACHER_CACHE", "on") == 0
+    out = capsys.readouterr().out
+    assert out.count("submitted as job") == 3 and "teacher cache | " in out and "0 failed" in out
+    kd = folder(slurm / "grid", "KD", 0)
+    record = json.load(open(slurm / "grid" / "slurm" / f"{kd.name}.json"))
+    assert "teacher cache: replaying " in open(record["log"]).read()
+    assert bench("--spec", spec, "LOG.PREFIX", tmp_path / "local") == 0
+    assert accuracies(slurm / "grid") == accuracies(tmp_path / "local" / "grid")
+    a, b = (load_checkpoint(f / "student_latest")["model"] for f in (kd, folder(tmp_path / "local" / "grid", "KD", 0)))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert bench("--spec", spec, "--status", "LOG.PREFIX", slurm, "DISTILLER.TEACHER_CACHE", "on") == 0
+    assert any(line.startswith("done ") and "teacher cache | " in line for line in capsys.readouterr().out.splitlines())

@@ -18,6 +18,7 @@ from typing import List
 
 from ..engine.run_lock import describe, holder_alive, read_lock, unreadable_message
 from ..errors import UserError
+from .cache_jobs import CacheUnit, cache_complete, plan_cache_units, run_cache_unit, wait_for_claim
 from .collect import read_run_json
 from .paired_runs import member_action, paired_groups, run_group
 from .runner import decide, run_one
@@ -28,6 +29,7 @@ from .spec import TEACHER_ROLE, Run, plan_runs
 class Unit:
     runs: List[Run]  # one run, or the members of a paired group
     paired: bool = False
+    cache: object = None  # the benchmark.cache_jobs.CacheUnit whose teacher cache it replays, if any
 
     @property
     def name(self):
@@ -45,7 +47,8 @@ class Unit:
 
 
 def plan_units(matrix, paired=False):
-    """(planned runs, [teacher units, student units])."""
+    """(planned runs, [teacher units, student units]); the students' stage starts with the
+    teacher-cache jobs of the students that replay (benchmark/cache_jobs.py)."""
     runs = plan_runs(matrix)
     if paired:
         teachers, groups = paired_groups(runs)
@@ -53,11 +56,13 @@ def plan_units(matrix, paired=False):
     else:
         teachers = [r for r in runs if r.role == TEACHER_ROLE]
         students = [Unit([r]) for r in runs if r.role != TEACHER_ROLE]
-    return runs, [[Unit([t]) for t in teachers], students]
+    return runs, [[Unit([t]) for t in teachers], plan_cache_units(students) + students]
 
 
 def finished(unit):
     """Whether every run of the unit is complete (a paired member stopped for a diverged loss counts)."""
+    if isinstance(unit, CacheUnit):
+        return cache_complete(unit)
     decide_one = member_action if unit.paired else decide
     try:
         return all(decide_one(run, run.cfg())[0] in ("skip", "stopped") for run in unit.runs)
@@ -72,8 +77,12 @@ def new_counts():
 def run_unit(unit, say=print, train=None, overwrite=False):
     """Claim, decide and train one unit here (what every launcher's worker runs). Returns
     (counts, [(run folder, error message)] of failed runs)."""
+    if isinstance(unit, CacheUnit):
+        return run_cache_unit(unit, say)
     counts, failures = new_counts(), []
     tell = lambda line: say(line.strip())  # noqa: E731 (no "[i/n]" head: units run in any order)
+    if unit.cache is not None:
+        wait_for_claim(unit.cache, tell)
     if unit.paired:
         run_group(unit.runs, "", counts, failures, say=tell, train_group=train, overwrite=overwrite)
     else:

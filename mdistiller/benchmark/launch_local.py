@@ -139,7 +139,7 @@ def run_local(matrix, paired=False, jobs=1, say=print, overwrite=False):
     """Train every unfinished unit of `matrix`, `jobs` at a time. Returns what `run_matrix`
     returns: (runs, counts, [(run, error message)])."""
     runs, stages = plan_units(matrix, paired)
-    by_folder = {run.folder: run for run in runs}
+    by_folder = {run.folder: run for stage in stages for unit in stage for run in unit.runs}  # cache anchors too
     counts, failures = new_counts(), []
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()

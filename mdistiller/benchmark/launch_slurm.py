@@ -29,6 +29,7 @@ from typing import Optional
 
 from ..engine.run_lock import describe, holder_alive, read_lock, slurm_job_states
 from ..errors import ConfigError
+from .cache_jobs import CacheUnit, cache_complete
 from .launch import finished, new_counts, plan_units, run_state, run_unit
 
 POLL_S = 2.0
@@ -281,6 +282,10 @@ def run_slurm(matrix, paired=False, options=None, wait=True, say=print, overwrit
     wait_for(waiting)
     failures = []
     for job, unit in waiting.items():
+        if isinstance(unit, CacheUnit):  # its students ran their teacher where the cache lacked an epoch
+            if not cache_complete(unit):
+                say(f"failed: {unit.label()}: job {job} (log {read_record(unit.runs[0]).get('log')})")
+            continue
         for run in unit.runs:
             state = run_state(run, read_record(run), {}, exit_state)
             if state.state == "running":  # its job found another launcher training it

@@ -26,8 +26,9 @@ from ..errors import UserError
 from . import MAX_THREADS, add_config_arguments, new_parser, plugin_opts, print_error
 
 
-def parse_args(argv=None):
-    p = new_parser("bench_paired", "paired vs solo training wall time")
+def parse_args(argv=None, name="bench_paired", description="paired vs solo training wall time", **defaults):
+    """The bench's arguments; `defaults` replace some (tools/bench_replay.py shares them, as `name`)."""
+    p = new_parser(name, description)
     p.add_argument("--root", required=True, help="dataset folder (DATASET.ROOT), e.g. one holding cifar100/")
     p.add_argument("--methods", nargs="+", default=["NONE", "KD", "DKD", "SLD"], help="registered method names")
     p.add_argument("--pair", default="res32x4_res8x4", help="config name of the teacher/student pair")
@@ -46,6 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1,
                    help="measure N times, alternating which mode goes first; the ratio of the minima is reported")
     add_config_arguments(p, "KEY VALUE overrides for every run")
+    p.set_defaults(**defaults)
     args = p.parse_args(argv)
     if min(args.train_subset, args.test_subset, args.workers, args.threads) < 0 or min(args.epochs, args.repeat) < 1:
         p.error("--train-subset/--test-subset/--workers/--threads must be >= 0, --epochs and --repeat >= 1")
@@ -150,15 +152,19 @@ def main(argv=None):
     print(f"\nover {args.repeat} measurement(s): solo {best_solo:.1f} s, paired {best_paired:.1f} s (minima) -> "
           f"solo / paired = {result['ratio_of_minima']:.2f}x; saving only the repeated teacher passes would give "
           + "/".join(f"{r:.2f}x" for r in result["teacher_only_ratios"]))
+    write_result(result, args.json or os.path.join(args.out, "bench_paired.json"))
+    return 0
+
+
+def write_result(result, path):
+    """Print the machine line and write the result as JSON to `path`."""
     m = result["machine"]
     print(f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} torch threads, {m['device']}"
           + (f" ({m['gpu']})" if "gpu" in m else ""))
-    path = args.json or os.path.join(args.out, "bench_paired.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(f"json: {path}")
-    return 0
 
 
 if __name__ == "__main__":

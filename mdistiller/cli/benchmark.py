@@ -188,13 +188,17 @@ def paired_report(results, out_dir, baseline=None, methods=None, pairs=None, rep
     print("paired: " + ", ".join(paths[k] for k in ("md", "json")))
 
 
-def print_status(runs):
+def print_status(runs, caches=()):
+    """Each run's state, then each teacher cache's (benchmark/cache_jobs.py)."""
+    from ..benchmark.cache_jobs import cache_state_line
     from ..benchmark.launch import format_state
     from ..benchmark.launch_slurm import slurm_states
 
     states = slurm_states(runs)
     for state in states:
         print(format_state(state))
+    for unit in caches:
+        print(cache_state_line(unit))
     tally = {}
     for state in states:
         tally[state.state] = tally.get(state.state, 0) + 1
@@ -261,13 +265,16 @@ def from_matrix(args):
     from ..benchmark import collect_matrix
     from ..benchmark.matrix_checks import check_matrix, tables_folder
     from ..benchmark.report_checks import report_only_refusal
-    from ..benchmark.spec import plan_runs
 
     matrix = build_matrix(args)
     paired = args.paired or matrix.paired  # the flag or the spec's `paired: true`
     baseline = args.baseline or matrix.baseline
     if args.status:
-        return print_status(plan_runs(matrix))
+        from ..benchmark.cache_jobs import cache_units_of
+        from ..benchmark.launch import plan_units
+
+        runs, stages = plan_units(matrix, paired)
+        return print_status(runs, cache_units_of(stages))
     launcher, jobs, slurm = launch_settings(args, matrix)
     training = not args.report_only and not args.dry_run  # a dry run also plans where data or teachers are not
     runs = check_matrix(matrix, args.out, paired, baseline, training=training, data=launcher != "slurm")

@@ -91,10 +91,14 @@ class Distiller(nn.Module):
     Class attributes describing what a distiller needs from the data pipeline:
       views: (1,) one view (`image`), (2,) weak + strong views, (1, 2) either.
       needs_index: the batch must carry sample indices (and contrastive indices) — CRD.
+      teacher_logits_only: `distill` reads only the teacher's logits (`teacher_outs[i][0]`),
+        never its features, so its teacher outputs may be replayed from a teacher cache
+        (engine/teacher_cache.py) that stores logits alone.
     """
 
     views = (1,)
     needs_index = False
+    teacher_logits_only = False
     teacher_chunk = 0  # samples per teacher forward (teacher_pass); 0 = all views in one forward
 
     def __init__(self, student, teacher):

@@ -19,6 +19,7 @@ from .registry import register
 @register("DIST")
 class DIST(WeakViewOnly, Distiller):
     """Relation distillation: correlations of predictions across classes and across samples."""
+    teacher_logits_only = True  # replayable from a teacher cache (engine/teacher_cache.py)
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -16,6 +16,7 @@ from .registry import register
 @register("DKD")
 class DKD(WeakViewOnly, Distiller):
     """Decoupled KD: target-class and non-target-class terms weighted separately."""
+    teacher_logits_only = True  # replayable from a teacher cache (engine/teacher_cache.py)
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -17,6 +17,7 @@ from .registry import register
 @register("KD")
 class KD(WeakViewOnly, Distiller):
     """Vanilla knowledge distillation at one temperature."""
+    teacher_logits_only = True  # replayable from a teacher cache (engine/teacher_cache.py)
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

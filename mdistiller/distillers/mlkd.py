@@ -38,6 +38,7 @@ OFFICIAL_STRONG_KD_TERMS = 3  # the official strong kd sum uses strong logits fo
 @register("MLKD", "KD_ours")
 class MLKD(Distiller):
     """Multi-level (instance, class, batch) logit distillation over two views."""
+    teacher_logits_only = True  # replayable from a teacher cache (engine/teacher_cache.py)
 
     views = (2,)
 

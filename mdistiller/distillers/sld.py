@@ -39,6 +39,7 @@ from .registry import register
 @register("SLD")
 class SLD(Distiller):
     """Swapped logit distillation with prediction augmentation and loss scheduling."""
+    teacher_logits_only = True  # replayable from a teacher cache (engine/teacher_cache.py)
 
     views = (1, 2)
     default_views = 2  # DATASET.VIEWS auto: weak + strong, as the SLD authors train it (SOLVER.TRAINER ours)

@@ -93,6 +93,7 @@ class Stack(Distiller):
             views &= set(part.views)
         self.views = tuple(sorted(views))
         self.needs_index = any(part.needs_index for part in self.parts.values())
+        self.teacher_logits_only = all(part.teacher_logits_only for part in self.parts.values())
 
     def distill(self, student_outs, teacher_outs, target, epoch=1, **kwargs):
         losses, logits = {}, None

@@ -21,6 +21,7 @@ from .preflight import check_inputs, start_problem, student_weights
 from .run_folder import SCRIPT_WAYS, RunFiles, check_start, run_folder
 from .run_lock import claimed, describe, holding
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .teacher_cache import replay_for
 from .trainer import StudentRun, Trainer, stopped_reason
 
 
@@ -105,7 +106,10 @@ def _train(cfg, info, resume, overwrite, step_hooks):
         say(f"output: {files.folder} | device {device} x{info.world_size} | {describe_threads()} | "
             f"{describe_inputs(cfg)}", info.is_main)
         say(describe_speed_settings(cfg, device), info.is_main)
-        trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks)
+        replay, line = replay_for([run], input_views(cfg), needs_index(cfg), device, info.world_size)
+        say(line, info.is_main)
+        replayed = {"step": SharedTeacherStep([run], replay=replay)} if replay else {}
+        trainer = Trainer(cfg, run, train_loader, test_loader, device, info, step_hooks=step_hooks, **replayed)
         best = trainer.fit(resume=resume, overwrite=overwrite)[0]
         # Tear the group down only once every rank is done: a rank that leaves while a peer is
         # still inside a gloo/NCCL call can abort that peer ("terminate called ...").
@@ -198,10 +202,12 @@ def _train_paired(cfgs, info, resume, overwrite, step_hooks, overlap):
         say(slow_amp_warning(amp, device), info.is_main)
     seed_everything(cfgs[0].SEED)
     runs, views, train_loader, test_loader = build_paired_runs(cfgs, info, device)
-    step = SharedTeacherStep(runs, views, overlap=overlap)
+    replay, line = replay_for(runs, max(views), any(needs_index(cfg) for cfg in cfgs), device)
+    step = SharedTeacherStep(runs, views, overlap=overlap, replay=replay)
     say(f"paired: {len(runs)} runs on one stream | device {device} | {describe_threads()} | "
         f"{max(views)} view(s) per image", info.is_main)
     say(describe_speed_settings(cfgs[0], device), info.is_main)
+    say(line, info.is_main)
     trainer = Trainer(cfgs[0], runs, train_loader, test_loader, device, info, step_hooks=step_hooks, step=step,
                       stop_diverged=True)
     return trainer.fit(resume=resume, overwrite=overwrite)

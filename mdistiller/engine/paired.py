@@ -49,7 +49,7 @@ from ..config import run_name
 from ..distillers.base import Distiller, is_legacy, runs_own_teacher
 from ..errors import ConfigError
 from .run_folder import run_folder
-from .step import train_step
+from .step import teacher_outputs, train_step
 
 VIEW_KEYS = ("image", "image_weak", "image_strong")
 # Config keys every run of a group shares: they decide the data stream, the loop and the
@@ -144,9 +144,9 @@ def solo_batch(batch, views, n):
 class SharedTeacherStep:
     """Trainer step for paired runs (module docstring): `train_step` with this as its shared
     part. `views`: each run's view count (default: what its config gives a solo run);
-    `overlap`: one CUDA stream per run."""
+    `overlap`: one CUDA stream per run; `replay`: the teacher cache to read teacher outputs from."""
 
-    def __init__(self, runs, views=None, overlap=False):
+    def __init__(self, runs, views=None, overlap=False, replay=None):
         if views is None:
             from ..distillers.inputs import input_views
 
@@ -171,6 +171,16 @@ class SharedTeacherStep:
                 raise ValueError("paired runs must use one device and one SOLVER.AMP")
         self.overlap = overlap and self.device.type == "cuda"
         self.streams = {}
+        self.replay = replay  # an engine.teacher_cache.TeacherReplay, or None: the teacher runs
+
+    def teacher_outs(self, runs, batch, views, epoch, iteration):
+        """The teacher's outputs per view: replayed when the teacher cache has this batch, else
+        one pass over the views these runs need."""
+        if self.replay is not None:
+            outs = self.replay.outputs(epoch, iteration, batch.get("index"))
+            if outs is not None:
+                return outs
+        return teacher_outputs(self.teacher, views, self.needed(runs), self.teacher_chunk, self.device, self.amp)
 
     def __call__(self, runs, batch, epoch, iteration):
         train_step(runs, batch, epoch, iteration, shared=self)

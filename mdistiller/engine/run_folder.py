@@ -62,11 +62,12 @@ REPLACED = "replaced"  # --overwrite moves a run's old outputs into replaced/<N>
 # Keys a resumed run may change: where data and outputs are and how they are loaded or logged,
 # not what the committed epochs computed. SOLVER.EPOCHS (to train longer) only under the step
 # schedule, whose past learning rates do not depend on it (cosine's do). The exact speed
-# settings (memory layout, teacher micro-batches) change float rounding only, as DEVICE does.
+# settings (memory layout, teacher micro-batches) change float rounding only, as DEVICE does;
+# teacher-output replay (DISTILLER.TEACHER_CACHE) changes nothing: a cache is used only when exact.
 # EXPERIMENT.LOGIT_STAND is not here: it changes every logit loss.
 SAFE_ON_RESUME = ("LOG.", "EXPERIMENT.PROJECT", "EXPERIMENT.NAME", "EXPERIMENT.TAG", "DATASET.NUM_WORKERS",
                   "DATASET.CACHE_DIR", "DATASET.ROOT", "DATASET.DOWNLOAD", "DEVICE", "SOLVER.CHANNELS_LAST",
-                  "DISTILLER.TEACHER_CHUNK")
+                  "DISTILLER.TEACHER_CHUNK", "DISTILLER.TEACHER_CACHE")
 
 
 def run_folder(cfg):

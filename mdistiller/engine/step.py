@@ -4,9 +4,11 @@
 Read top to bottom, for each batch:
   1. the batch's views: `image`, or `image_weak` + `image_strong` (`batch_views`);
   2. the teacher's outputs, once, in inference mode, on the views the runs need
-     (`teacher_outputs` -> `distillers.base.teacher_pass`). Only a paired group (`shared`, an
-     engine.paired.SharedTeacherStep) has a teacher pass of its own; a solo run's distiller runs
-     the same `teacher_pass` inside its forward (which is what a CUDA graph captures);
+     (`teacher_outputs` -> `distillers.base.teacher_pass`), or replayed from a teacher cache
+     (engine/teacher_cache.py): the step does not care which. Only a `shared` step (an
+     engine.paired.SharedTeacherStep: a paired group, or a run that replays) hands teacher
+     outputs in; a solo run's distiller runs the same `teacher_pass` inside its forward (which
+     is what a CUDA graph captures);
   3. each run's forward: the student on its views and the loss terms (`forward_losses` ->
      `Distiller.forward_train(..., teacher_outs=...)` -> `distill`);
   4. its update: `run.update(run, losses)`, one backward + optimizer step (trainer.backward_step)
@@ -61,8 +63,7 @@ def train_step(runs, batch, epoch, iteration, shared=None):
             run_step(run, batch, epoch, iteration)
         return
     views = batch_views(batch)
-    outs = teacher_outputs(shared.teacher, views, shared.needed(runs), shared.teacher_chunk, shared.device,
-                           shared.amp)
+    outs = shared.teacher_outs(runs, batch, views, epoch, iteration)
     for run in runs:
         with shared.stream_of(run):
             own_batch, own_outs = shared.serve(run, batch, views, outs)

@@ -125,14 +125,14 @@ def test_functions_of_installed_packages_need_their_module_in_plugins(importable
     (installed / "their_nets.py").write_text("import torch.nn as nn\n\ndef build(num_classes):\n"
                                              "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n")
     monkeypatch.syspath_prepend(str(installed))
-    (importable / "my_nets.py").write_text("import torch.nn as nn\n\ndef build(num_classes, width=4):\n"
+    (importable / "own_nets_for_trust.py").write_text("import torch.nn as nn\n\ndef build(num_classes, width=4):\n"
                                            "    return nn.Sequential(nn.Conv2d(3, width, 3), nn.AdaptiveAvgPool2d(1),\n"
                                            "                         nn.Flatten(), nn.Linear(width, num_classes))\n")
     refused(lambda: create_model("their_nets:build", 5), r"a function of their_nets \(an installed package, "
                                                           r"their_nets, not your own code\)")
     plugins.load_plugins(["their_nets"])
     assert create_model("their_nets:build", 5).model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
-    assert create_model("my_nets:build", 5, kwargs={"width": 2}).model[0].out_channels == 2
+    assert create_model("own_nets_for_trust:build", 5, kwargs={"width": 2}).model[0].out_channels == 2
     assert create_model("torchvision.models:resnet18", 5).model.fc.out_features == 5  # a library's model builder
     refused(lambda: create_model("torchvision.models:get_model", 5), r"a function of torchvision.models._api")
     refused(lambda: create_model("mdistiller.models.cifar.resnet:resnet8", 5), r"this project's code: zoo models go "

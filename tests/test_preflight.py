@@ -47,7 +47,7 @@ def test_every_bad_input_is_one_line_each_once(tmp_path, monkeypatch, capsys):
     expected = ["config key KD.TEMPERATURE is -1.0", "config key DISTILLER.STUDENT is 'resnet_nope'",
                 "CIFAR-100 not found under DATASET.ROOT=nowhere", "checkpoint truncated.pth could not be read",
                 "config key DISTILLER.STUDENT_WEIGHTS is 'missing.pth', which does not exist",
-                f"cannot create output folder out/distill/default: {tmp_path}/out is a file"]
+                f"cannot write out/distill/default: {tmp_path}/out is a file"]
     assert len(lines) == len(expected), lines
     for line, start in zip(lines, expected):
         assert line.startswith("error: " + start), (start, line)

@@ -89,7 +89,7 @@ def train(cfg, resume=False, overwrite=False, step_hooks=()):
     # Every input at once, before any data is read and before the lock writes anything beside the
     # run folder (the trainer checks the run folder again, in step with every rank; StudentRun the
     # CUDA graph).
-    check_inputs([cfg], lambda c: start_problem(c, resume, overwrite), info)
+    check_inputs([cfg], lambda c: start_problem(c, resume, overwrite, lock=info.is_main), info)
     with holding([run_folder(cfg)]) if info.is_main else contextlib.nullcontext():
         return _train(cfg, info, resume, overwrite, step_hooks)
 

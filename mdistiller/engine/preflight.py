@@ -36,11 +36,12 @@ class InputProblems(UserError):
         self.problems = list(problems)
 
 
-def start_problem(cfg, resume=False, overwrite=False):
+def start_problem(cfg, resume=False, overwrite=False, lock=True):
     """run_folder.check_start's refusal for a solo run as a CheckpointError (None: it may start);
-    RunHeld first when another live process trains that folder (what its state says then is moot)."""
+    with `lock` (the process that will hold the run's lock: rank 0 under torchrun or Slurm, whose
+    other ranks see it held), RunHeld first when another live process trains that folder."""
     folder = run_folder(cfg)
-    holder = held_elsewhere(folder)
+    holder = held_elsewhere(folder) if lock else None
     if holder is not None:
         raise RunHeld(held_message(folder, holder))
     problem = check_start(RunFiles(folder), resume, overwrite, cfg)
@@ -52,8 +53,8 @@ def check_writable(folder):
     """OutputError unless `folder` exists as a writable folder or can be created. Nothing is written."""
     reason = unwritable_folder(folder)
     if reason:
-        raise OutputError(f"cannot create output folder {folder}: {reason}; set LOG.PREFIX (or EXPERIMENT.NAME) to a writable "
-                          "place")
+        raise OutputError(f"cannot write {folder}: {reason}; set LOG.PREFIX to a writable folder (or change "
+                          "EXPERIMENT.NAME)")
 
 
 def check_weights_file(path, way_out):

@@ -12,11 +12,11 @@ A run has no record when it has no teacher, when its teacher's weights are downl
 torchvision) rather than read from a file, or when it was written by mdistiller or before this
 record existed: there is then nothing to compare, and nothing is reported.
 """
-import hashlib
 import json
 import os
 
 from ..errors import UserError
+from ..runtime.digest import file_sha256
 from ..runtime.safe_write import write_text_atomic
 
 TEACHER_FILE = "teacher.json"
@@ -29,11 +29,7 @@ def weights_digest(path):
     stat = os.stat(path)
     key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     if key not in _digests:
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha.update(block)
-        _digests[key] = sha.hexdigest()
+        _digests[key] = file_sha256(path)
     return _digests[key]
 
 

@@ -55,8 +55,10 @@ def _train_cfg(ctx, name, distiller):
 
 def _refused(ctx, done, start, what):
     ctx.expect(done.returncode == 2, f"{what}: exit code {done.returncode}, not 2: {done.stderr[-300:]}")
-    ctx.expect(done.stderr.count("\n") == 1 and done.stderr.startswith(start),
-               f"{what}: not the one-line refusal {start!r}...: {done.stderr[-400:]}")
+    # the refusal first, then any other problem the up-front checks found (one `error:` line each)
+    lines = done.stderr.splitlines()
+    ctx.expect(lines and lines[0].startswith(start) and all(line.startswith("error: ") for line in lines),
+               f"{what}: not the refusal {start!r}... first, in error lines: {done.stderr[-400:]}")
 
 
 def _hostile_names(ctx):

@@ -187,7 +187,8 @@ def two_trainers_on_one_folder(ctx):
 
 def resume_under_a_live_benchmark_lock(ctx):
     config = ctx.output / "vanilla.yaml"
-    config.write_text("DISTILLER: {TYPE: NONE, STUDENT: resnet8}\n")
+    config.write_text(f"DATASET: {{TYPE: imagefolder, ROOT: {ctx.image_folder()}}}\n"  # the matrix checks find data
+                      "DISTILLER: {TYPE: NONE, STUDENT: resnet8}\n")
     spec = ctx.output / "bench.yaml"
     opts = ["DEVICE", "cpu", "DATASET.TYPE", "imagefolder", "DATASET.ROOT", ctx.image_folder(),
             "DATASET.NUM_WORKERS", 0, "SOLVER.BATCH_SIZE", 8, "SOLVER.EPOCHS", 3, "LOG.QUIET", True,
@@ -262,7 +263,8 @@ def full_disk_while_locking_and_saving(ctx):
     finally:
         _unmount(mount)
     config = ctx.output / "bench_none.yaml"
-    config.write_text("DISTILLER: {TYPE: NONE, STUDENT: resnet8}\n")
+    config.write_text(f"DATASET: {{TYPE: imagefolder, ROOT: {ctx.image_folder()}}}\n"  # the matrix checks find data
+                      "DISTILLER: {TYPE: NONE, STUDENT: resnet8}\n")
     mount = _full_tmpfs(ctx, "small_bench_disk", "64k")
     try:
         spec = ctx.output / "bench_full.yaml"

@@ -102,9 +102,15 @@ def latest_epoch(run_folder):
         return 0
 
 
+REVOKED_CREDENTIAL_S = 3  # > KillWait (tests/slurm_cluster.py) and the 1 s of a credential's timestamp
+
+
 def release_when_requeued(job):
-    """Slurm holds a requeued job back for a while (BeginTime): start it as soon as it is pending."""
+    """Slurm holds a requeued job back for a while (BeginTime): start it soon after it is pending.
+    Not at once: slurmd refuses a credential issued in the same second as the revocation of the
+    job's previous one ("Job credential revoked"), and the job then ends instead of restarting."""
     wait_until(lambda: queue_state(job) == "PENDING", what=f"job {job} to be requeued")
+    time.sleep(REVOKED_CREDENTIAL_S)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
 
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..engine.run_lock import describe, holder_alive, read_lock, release, try_claim
-from ..runtime.safe_write import write_text_atomic
+from ..runtime.safe_write import read_json_object, write_text_atomic
 
 CACHE_ROLE = "teacher cache"
 CLAIM_FILE = "claim.json"
@@ -105,12 +105,7 @@ def plan_cache_units(student_units):
 
 
 def read_claim(unit):
-    try:
-        with open(os.path.join(unit.anchor, CLAIM_FILE)) as f:
-            claim = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return claim if isinstance(claim, dict) else {}
+    return read_json_object(os.path.join(unit.anchor, CLAIM_FILE)) or {}
 
 
 def cache_complete(unit):

@@ -31,6 +31,7 @@ GPU only each epoch's first batch, as the comparison waits for the device.
 """
 import glob
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -41,7 +42,7 @@ import torch
 from ..errors import CheckpointError, UserError
 from ..runtime.checkpoint_io import load_checkpoint, save_atomic
 from ..runtime.digest import state_dict_sha256
-from ..runtime.safe_write import write_text_atomic
+from ..runtime.safe_write import read_json_object, write_text_atomic
 from .device import speed_settings
 from .paired import leaves, shares_teacher
 from .progress import say
@@ -100,12 +101,7 @@ def stream_key(identity):
 
 def read_identity(folder):
     """A cache folder's stream.json (None when missing or unreadable: not a cache)."""
-    try:
-        with open(os.path.join(folder, STREAM_FILE)) as f:
-            identity = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return identity if isinstance(identity, dict) else None
+    return read_json_object(os.path.join(folder, STREAM_FILE))
 
 
 def differences(cached, wanted):
@@ -248,7 +244,7 @@ class TeacherReplay:
         dtype = getattr(torch, record["dtype"])
         logits = [t.to(dtype) for t in record["logits"]]  # float16 storage: back to the teacher's dtype
         sizes = list(record["sizes"])
-        self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.offsets = [0, *itertools.accumulate(sizes)][:-1]
         return sizes, logits, record["index"]
 
     def _wait_for(self, epoch):

@@ -17,7 +17,7 @@ import os
 
 from ..errors import UserError
 from ..runtime.digest import file_sha256
-from ..runtime.safe_write import write_text_atomic
+from ..runtime.safe_write import read_json_object, write_text_atomic
 
 TEACHER_FILE = "teacher.json"
 SHOWN_DIGITS = 12  # of a digest in messages
@@ -50,12 +50,8 @@ def current_identity(cfg):
 
 def recorded_identity(folder):
     """The teacher.json of a run folder as a dict, or None (absent or unreadable)."""
-    try:
-        with open(os.path.join(folder, TEACHER_FILE)) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("sha256"), str) else None
+    data = read_json_object(os.path.join(folder, TEACHER_FILE))
+    return data if data is not None and isinstance(data.get("sha256"), str) else None
 
 
 def record_teacher(folder, cfg, resumed=False):

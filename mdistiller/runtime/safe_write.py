@@ -6,6 +6,7 @@ checkpoints through them.
 """
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -89,6 +90,18 @@ def write_text_atomic(path, text):
         tmp = write_temp(os.path.dirname(os.path.abspath(path)), ".tmp_" + os.path.basename(path),
                          lambda f: f.write(text.encode()))
         os.replace(tmp, path)
+
+
+def read_json_object(path):
+    """The JSON object (a dict) stored at `path`, or None when the file is missing, unreadable or
+    holds anything else: the small records beside runs and caches are written whole
+    (write_text_atomic), so an unreadable one is treated as absent."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def unwritable_folder(path):
